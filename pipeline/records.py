@@ -102,3 +102,19 @@ def reject_row(reject: Reject) -> dict[str, Any]:
         "reason_code": reject.reason_code,
         "reason": reject.reason,
     }
+
+
+def dedup_key(domain: str, canonical: str) -> str:
+    """Exact-dedup key: the domain plus a hash of the record's canonical form.
+
+    Canonical forms (written by each source): protein -> chain sequences joined by '/'; molecule ->
+    InChIKey (standardized canonical SMILES where InChI has none); pocket/complex -> sequences, ligand
+    InChIKey and pocket positions; reaction -> canonical unmapped 'reactants>>products'.
+    Crystals use ``material_group_key`` instead, because their duplicates need a StructureMatcher.
+    """
+    return f"{domain}:{hashlib.sha256(canonical.encode()).hexdigest()[:40]}"
+
+
+def material_group_key(reduced_formula: str, space_group: int) -> str:
+    """Crystals group by (reduced formula, space group); the dedup stage matches structures inside."""
+    return f"material:{reduced_formula}:{space_group}"
