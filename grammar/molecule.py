@@ -27,17 +27,21 @@ class Molecule:
 
 
 def mol_from_smiles(smiles: str, *, position: int | None = None, text: str | None = None) -> Chem.Mol:
-    """Parse and sanitize, raising ``InvalidSmiles`` with RDKit's own reason."""
+    """Parse and sanitize (RDKit's standard path), raising ``InvalidSmiles`` with RDKit's own reason."""
     if not smiles or not smiles.strip():
         raise InvalidSmiles("empty SMILES", position=position, text=text)
-    mol = Chem.MolFromSmiles(smiles, sanitize=False)
-    if mol is None:
+    mol = Chem.MolFromSmiles(smiles)
+    if mol is not None:
+        return mol
+    # Failed: parse without sanitizing to tell a syntax error from a chemistry (valence, kekulization) error.
+    unsanitized = Chem.MolFromSmiles(smiles, sanitize=False)
+    if unsanitized is None:
         raise InvalidSmiles(f"unparsable SMILES {smiles!r}", position=position, text=text)
     try:
-        Chem.SanitizeMol(mol)
+        Chem.SanitizeMol(unsanitized)
     except Exception as exc:  # RDKit raises several sanitization exception types
         raise InvalidSmiles(f"SMILES {smiles!r} fails sanitization: {exc}", position=position, text=text) from exc
-    return mol
+    raise InvalidSmiles(f"SMILES {smiles!r} rejected by RDKit", position=position, text=text)
 
 
 @lru_cache(maxsize=65536)

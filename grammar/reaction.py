@@ -14,7 +14,7 @@ from rdkit import Chem
 
 from grammar.errors import InvalidSmiles, MalformedText
 from grammar.lexer import TokenStream
-from grammar.molecule import Molecule, mol_from_smiles, read_molecule_block, write_molecule
+from grammar.molecule import Molecule, canonical_smiles, mol_from_smiles, read_molecule_block, write_molecule
 from grammar.tags import MOLECULE_S, REACT, REAGENT_E, REAGENT_S, REVERSE_REACT
 
 
@@ -63,7 +63,9 @@ def _unmapped_molecules(smiles_list: str) -> list[Molecule]:
         mol = mol_from_smiles(smiles)
         for atom in mol.GetAtoms():
             atom.SetAtomMapNum(0)
-        molecules.append(Molecule(Chem.MolToSmiles(mol)))
+        # Re-read the unmapped SMILES: stereo perceived while maps were present can canonicalize
+        # differently from the same molecule read without maps.
+        molecules.append(Molecule(canonical_smiles(Chem.MolToSmiles(mol))))
     return molecules
 
 
