@@ -19,7 +19,15 @@ from grammar.pocket import parse_pocket, parse_search, parse_trans, write_pocket
 from grammar.protein import parse_protein, write_protein
 from grammar.reaction import parse_reaction, parse_reverse_reaction, write_reaction, write_reverse_reaction
 from grammar.tags import (
-    MATERIAL_S, METAL_S, MOLECULE_S, POCKET_S, PROTEIN_S, REACT, REVERSE_REACT, SEARCH, TRANS,
+    MATERIAL_S,
+    METAL_S,
+    MOLECULE_S,
+    POCKET_S,
+    PROTEIN_S,
+    REACT,
+    REVERSE_REACT,
+    SEARCH,
+    TRANS,
 )
 
 
@@ -67,7 +75,10 @@ FORMATS: dict[str, Format] = {
     for f in [
         Format("protein", "protein", write_protein, parse_protein),
         Format("pocket", "pocket", write_pocket, lambda t: parse_pocket(t, expanded=False)),
-        Format("pocket_smiles", "pocket", lambda s: write_pocket(s, expanded=True), lambda t: parse_pocket(t, expanded=True)),
+        Format(
+            "pocket_smiles", "pocket",
+            lambda s: write_pocket(s, expanded=True), lambda t: parse_pocket(t, expanded=True),
+        ),
         Format("search", "pocket", write_search, parse_search),
         Format("trans", "pocket", write_trans, parse_trans),
         *(_complex_format(form) for form in ComplexForm),

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from real_data import DATA, protein_chains, raw_reactions, raw_smiles
 from rdkit import Chem
+from real_data import DATA, protein_chains, raw_reactions, raw_smiles
 
 from grammar.complex import Complex, ComplexForm, write_complex
 from grammar.molecule import Molecule, write_molecule
 from grammar.pocket import write_pocket, write_search, write_trans
 from grammar.protein import Chain, Protein, write_protein
-from grammar.reaction import ReagentPolicy, Reaction, write_reaction, write_reverse_reaction
+from grammar.reaction import Reaction, ReagentPolicy, write_reaction, write_reverse_reaction
 
 
 @lru_cache(maxsize=1)

@@ -59,7 +59,7 @@ def protein_chains(path: Path) -> list[tuple[str, str, list[str]]]:
 
 
 def structure_files() -> list[Path]:
-    return sorted((DATA / "pdb/mmcif").glob("*.cif")) + [DATA / "pdb/mmcif/1pfe.cif.gz"]
+    return [*sorted((DATA / "pdb/mmcif").glob("*.cif")), DATA / "pdb/mmcif/1pfe.cif.gz"]
 
 
 def ligand_pockets(path: Path, cutoff: float = 6.0) -> list[tuple[str, dict[str, set[int]]]]:

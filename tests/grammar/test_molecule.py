@@ -1,8 +1,8 @@
 from __future__ import annotations
 
 import pytest
-from real_data import raw_smiles
 from rdkit import Chem
+from real_data import raw_smiles
 
 from grammar.errors import InvalidSmiles, MalformedText, UnknownToken
 from grammar.molecule import Molecule, parse_molecule, smiles_tokens, write_molecule

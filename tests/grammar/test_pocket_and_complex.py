@@ -7,7 +7,14 @@ from grammar.complex import Complex, ComplexForm, parse_complex, write_complex
 from grammar.errors import InvalidResidue, InvalidSmiles, MalformedText
 from grammar.molecule import Molecule
 from grammar.pocket import (
-    BindingSite, Pocket, parse_pocket, parse_search, parse_trans, write_pocket, write_search, write_trans,
+    BindingSite,
+    Pocket,
+    parse_pocket,
+    parse_search,
+    parse_trans,
+    write_pocket,
+    write_search,
+    write_trans,
 )
 from grammar.protein import Chain, Protein, residue_smiles_table
 from grammar.tokenizer import default_tokenizer

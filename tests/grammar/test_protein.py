@@ -1,9 +1,9 @@
 from __future__ import annotations
 
 import pytest
-from real_data import protein_chains, structure_files
 from rdkit import Chem
 from rdkit.Chem.MolStandardize import rdMolStandardize
+from real_data import protein_chains, structure_files
 
 from grammar.errors import InvalidResidue, MalformedText, UnknownToken
 from grammar.protein import Chain, Protein, parse_protein, residue_smiles_table, write_protein

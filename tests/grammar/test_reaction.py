@@ -1,12 +1,17 @@
 from __future__ import annotations
 
 import pytest
-from real_data import raw_reactions
 from rdkit import Chem
+from real_data import raw_reactions
 
 from grammar.errors import InvalidSmiles, MalformedText
 from grammar.reaction import (
-    ReagentPolicy, Reaction, parse_reaction, parse_reverse_reaction, write_reaction, write_reverse_reaction,
+    Reaction,
+    ReagentPolicy,
+    parse_reaction,
+    parse_reverse_reaction,
+    write_reaction,
+    write_reverse_reaction,
 )
 from grammar.tokenizer import default_tokenizer
 

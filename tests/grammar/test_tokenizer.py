@@ -25,8 +25,25 @@ def test_lossless_on_every_fixture_string():
 def test_rust_ids_equal_the_pure_python_reference_encoder():
     tokenizer = default_tokenizer()
     ids = tokenizer.vocab.ids
-    for text, rust in zip(grammar_corpus(), tokenizer.encode_batch(grammar_corpus()), strict=True):
-        assert rust == [ids[piece] for piece in split_pieces(text)]
+    corpus = grammar_corpus()
+    rust = tokenizer.encode_batch(corpus)
+    assert rust == [[ids[piece] for piece in split_pieces(text)] for text in corpus]
+    assert tokenizer.encode_batch(corpus, engine="python") == rust
+    assert tokenizer.encode_batch(corpus[:50], special=True, engine="python") == tokenizer.encode_batch(
+        corpus[:50], special=True
+    )
+
+
+@pytest.mark.parametrize("engine", ["rust", "python"])
+@pytest.mark.parametrize(
+    ("text", "position", "piece"),
+    [("<MoleculeS>C C<MoleculeE>", 12, "' '"), ("<MoleculeS>[CH3:1]<MoleculeE>", 11, "'[CH3:1]'"),
+     ("<ProteinS>MKJ<ProteinE>", 12, "'J'"), ("<MoleculeS><unk><MoleculeE>", 11, "'<unk>'")],
+)
+def test_both_engines_name_the_same_unknown_piece(engine, text, position, piece):
+    results = default_tokenizer().encode_batch_results([text], engine=engine)
+    assert isinstance(results[0], UnknownToken)
+    assert results[0].position == position and piece in str(results[0])
 
 
 def test_exported_tokenizer_json_gives_identical_ids_in_tokenizers_and_transformers(tmp_path):
@@ -36,7 +53,8 @@ def test_exported_tokenizer_json_gives_identical_ids_in_tokenizers_and_transform
     tokenizer.save(tmp_path)
     corpus = list(grammar_corpus())
     ours = tokenizer.encode_batch(corpus)
-    rust = [e.ids for e in Tokenizer.from_file(str(tmp_path / "tokenizer.json")).encode_batch(corpus, add_special_tokens=False)]
+    reloaded = Tokenizer.from_file(str(tmp_path / "tokenizer.json"))
+    rust = [e.ids for e in reloaded.encode_batch(corpus, add_special_tokens=False)]
     fast = PreTrainedTokenizerFast(tokenizer_file=str(tmp_path / "tokenizer.json"))
     auto = AutoTokenizer.from_pretrained(str(tmp_path))
     assert rust == ours
