@@ -32,6 +32,9 @@ class Sample:
     source_id: str  # the id in the source: PDB id + chain/ligand, ChEMBL id, mp-id, patent + row
     dedup_key: str  # canonical key for exact dedup (issue: dedup stage); "" when not applicable
     metadata: dict[str, Any] = field(default_factory=dict)  # resolution, year, method, patent, ...
+    # The grammar object the text was written from (not stored): lets `logos check roundtrip` compare the
+    # decoded object with the source object rather than only the re-written text.
+    obj: Any = field(default=None, repr=False, compare=False)
 
 
 @dataclass(slots=True)

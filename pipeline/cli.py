@@ -1,0 +1,77 @@
+"""``logos ingest`` and ``logos check roundtrip``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from pipeline.sources import SOURCES
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    ingest = subparsers.add_parser("ingest", help="source files -> tokenized Parquet shards (Ray)")
+    ingest.add_argument("source", choices=sorted(SOURCES))
+    ingest.add_argument("inputs", nargs="+", metavar="INPUT", help="files, globs, directories or s3:// URIs")
+    ingest.add_argument("--out", required=True, help="output directory or URI")
+    ingest.add_argument("--ccd", help="pdb: a components.cif(.gz) consulted before the bundled CCD")
+    ingest.add_argument("--workers", type=int, help="parallel converters (default: all CPUs Ray offers)")
+    ingest.add_argument("--ray-address", help="join this Ray cluster instead of starting a local one")
+    ingest.add_argument("--chunk-items", type=int, help="items per output part")
+    ingest.add_argument("--tokenizer-engine", choices=["python", "rust"], default="python")
+    _add_options(ingest)
+    ingest.set_defaults(func=_ingest)
+
+    check = subparsers.add_parser("check", help="checks over source files")
+    actions = check.add_subparsers(dest="check_command", required=True, metavar="ACTION")
+    roundtrip = actions.add_parser("roundtrip", help="parse, serialize, decode and validate every record")
+    roundtrip.add_argument("--source", required=True, choices=sorted(SOURCES))
+    roundtrip.add_argument("inputs", nargs="+", metavar="INPUT")
+    roundtrip.add_argument("--ccd", help="pdb: a components.cif(.gz) consulted before the bundled CCD")
+    roundtrip.add_argument("--json", action="store_true", help="print the counts as JSON")
+    _add_options(roundtrip)
+    roundtrip.set_defaults(func=_roundtrip)
+
+
+def _add_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--option", "-o", action="append", metavar="KEY=VALUE", default=[],
+                        help="a source option (see the source's config dataclass), repeatable")
+
+
+def _options(args: argparse.Namespace) -> dict[str, str]:
+    from pipeline.options import parse_assignments
+
+    options = parse_assignments(args.option)
+    if args.ccd:
+        if args.source != "pdb":
+            raise SystemExit("--ccd applies to the pdb source only")
+        options["components_path"] = args.ccd
+    return options
+
+
+def _ingest(args: argparse.Namespace) -> int:
+    from pipeline.ingest import IngestConfig, run_ingest
+
+    config = IngestConfig(
+        source=args.source, inputs=args.inputs, out=args.out, source_options=_options(args), workers=args.workers,
+        ray_address=args.ray_address, chunk_items=args.chunk_items, tokenizer_engine=args.tokenizer_engine,
+    )
+    summary = run_ingest(config).as_dict()
+    items = summary["items"]
+    print(json.dumps(summary, indent=1))
+    print(f"read {items['read']} = written {items['written']} + rejected {items['rejected']}; "
+          f"{summary['records']} records, {summary['tokens']} tokens -> {args.out}", file=sys.stderr)
+    return 0
+
+
+def _roundtrip(args: argparse.Namespace) -> int:
+    from pipeline.check import check_roundtrip
+
+    report = check_roundtrip(args.source, args.inputs, _options(args))
+    if args.json:
+        print(json.dumps(report, indent=1))
+    else:
+        for domain, counts in report["domains"].items():
+            print(f"{domain:10s} read={counts['read']} valid={counts['valid']} "
+                  f"round_trip_ok={counts['round_trip_ok']} rejected={counts['rejected']}")
+    return 0

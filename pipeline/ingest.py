@@ -1,0 +1,143 @@
+"""The ingest stage: source files -> tokenized Parquet shards + rejects, in parallel on Ray Data.
+
+Plan: one row per input file -> a read step streams each file into chunks of items (bounded memory,
+a file that breaks mid-way becomes a reject for its remainder) -> an actor pool converts and tokenizes
+chunks (each actor keeps its source's caches, e.g. the CCD) and writes one records part and one rejects
+part per chunk, named by (file, chunk) so output is deterministic -> the driver adds up the per-chunk
+accounting and writes ``summary.json`` last, as the marker of a finished run.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from functools import reduce
+from typing import Any
+
+from pipeline.convert import ChunkStats, convert_items
+from pipeline.io import expand_inputs
+from pipeline.records import REJECT_SCHEMA, SHARD_SCHEMA, Reject
+from pipeline.shards import part_name, reset_dir, write_rows
+from pipeline.sources import make_source, source_class
+from pipeline.sources.base import reason_code
+
+SUMMARY_FILE = "summary.json"
+
+
+@dataclass
+class IngestConfig:
+    source: str
+    inputs: list[str]
+    out: str
+    source_options: dict[str, Any] = field(default_factory=dict)
+    workers: int | None = None  # converter actors; default: the CPUs Ray offers
+    ray_address: str | None = None
+    chunk_items: int | None = None  # items per output part; default: the source's own choice
+    tokenizer_engine: str = "python"  # see grammar.tokenizer: identical ids, faster per core here
+    storage_options: dict[str, Any] | None = None
+
+
+@dataclass
+class IngestSummary:
+    config: dict[str, Any]
+    files: int
+    stats: ChunkStats
+    elapsed_s: float
+
+    def as_dict(self) -> dict[str, Any]:
+        elapsed = round(self.elapsed_s, 3)
+        return {"config": self.config, "files": self.files, **self.stats.as_dict(), "elapsed_s": elapsed}
+
+
+def _chunk_row(file_index: int, chunk_index: int, uri: str, items: list) -> dict[str, list]:
+    return {"file_index": [file_index], "chunk_index": [chunk_index], "uri": [uri], "items": [pickle.dumps(items)]}
+
+
+def read_file_chunks(batch: dict, source: str, options: dict, chunk_items: int) -> Iterator[dict[str, list]]:
+    reader = make_source(source, options)
+    for file_index, uri in zip(batch["file_index"], batch["uri"], strict=True):
+        chunk: list = []
+        chunk_index = read = 0
+        try:
+            for item in reader.read(uri):
+                chunk.append(item)
+                read += 1
+                if len(chunk) >= chunk_items:
+                    yield _chunk_row(file_index, chunk_index, uri, chunk)
+                    chunk, chunk_index = [], chunk_index + 1
+        except Exception as exc:  # the rest of this file is unreadable: one reject stands for it
+            chunk.append(Reject(source, uri, f"after {read} items", "read", reason_code(exc), str(exc)))
+        if read == 0 and not chunk:
+            chunk.append(Reject(source, uri, "file", "read", "empty_file", "no records found in the file"))
+        if chunk:
+            yield _chunk_row(file_index, chunk_index, uri, chunk)
+
+
+class ChunkConverter:
+    """Ray actor: converts, tokenizes and writes one chunk at a time; returns its accounting."""
+
+    def __init__(self, source: str, options: dict, out: str, engine: str, storage_options: dict | None) -> None:
+        from grammar.tokenizer import default_tokenizer
+
+        self.source = make_source(source, options)
+        self.tokenizer = default_tokenizer()
+        self.out, self.engine, self.storage_options = out.rstrip("/"), engine, storage_options
+
+    def __call__(self, batch: dict) -> dict[str, list]:
+        summaries = []
+        for file_index, chunk_index, payload in zip(batch["file_index"], batch["chunk_index"], batch["items"],
+                                                    strict=True):
+            result = convert_items(self.source, self.tokenizer, pickle.loads(payload), self.engine)
+            name = part_name(file_index, chunk_index)
+            if result.records:
+                write_rows(result.records, SHARD_SCHEMA, f"{self.out}/records/{name}", self.storage_options)
+            if result.rejects:
+                write_rows(result.rejects, REJECT_SCHEMA, f"{self.out}/rejects/{name}", self.storage_options)
+            summaries.append(json.dumps(result.stats.as_dict()))
+        return {"stats": summaries}
+
+
+def run_ingest(config: IngestConfig) -> IngestSummary:
+    import ray.data
+    from ray.data import ActorPoolStrategy
+
+    from pipeline.ray_runtime import ray_session
+
+    started = time.perf_counter()
+    cls = source_class(config.source)
+    files = expand_inputs(config.inputs, getattr(cls, "suffixes", ()), config.storage_options)
+    chunk_items = config.chunk_items or getattr(cls, "chunk_items", 1024)
+    out = config.out.rstrip("/")
+    for sub in ("records", "rejects"):
+        reset_dir(f"{out}/{sub}", config.storage_options)
+    with ray_session(config.ray_address, config.workers):
+        workers = config.workers or max(1, int(ray.available_resources().get("CPU", 1)))
+        plan = ray.data.from_items(
+            [{"file_index": i, "uri": uri} for i, uri in enumerate(files)], override_num_blocks=max(1, len(files))
+        )
+        chunks = plan.map_batches(
+            read_file_chunks, batch_size=1, num_cpus=0.25,
+            fn_kwargs={"source": config.source, "options": config.source_options, "chunk_items": chunk_items},
+        )
+        # Fractional CPUs per actor leave room for the read tasks (a full-CPU pool can starve them and hang).
+        stats_rows = chunks.map_batches(
+            ChunkConverter, batch_size=1, compute=ActorPoolStrategy(size=workers), num_cpus=0.75,
+            fn_constructor_args=(config.source, config.source_options, out, config.tokenizer_engine,
+                                 config.storage_options),
+        ).take_all()
+    stats = reduce(ChunkStats.__add__, (ChunkStats.from_dict(json.loads(r["stats"])) for r in stats_rows), ChunkStats())
+    if stats.items_read != stats.items_written + stats.items_rejected:
+        raise AssertionError(f"accounting broken: {stats.as_dict()['items']}")
+    summary = IngestSummary(asdict(config), len(files), stats, time.perf_counter() - started)
+    write_summary(summary, out, config.storage_options)
+    return summary
+
+
+def write_summary(summary: IngestSummary, out: str, storage_options: dict | None) -> None:
+    import fsspec
+
+    with fsspec.open(f"{out}/{SUMMARY_FILE}", "w", **(storage_options or {})) as handle:
+        json.dump(summary.as_dict(), handle, indent=1)
