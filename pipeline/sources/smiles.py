@@ -1,0 +1,181 @@
+"""Plain SMILES tables (one SMILES column; csv/tsv/smi/txt, gzip or not; header optional).
+
+Also the pieces the other table-like sources share: ``guarded`` turns a file-level failure (corrupt
+gzip, not UTF-8, unreadable, empty) into one ``Reject`` so a bad file never stops a job, and
+``molecule_sample`` turns an RDKit molecule into a ``molecule`` sample, optionally through the ChEMBL
+Structure Pipeline (standardize, then parent) — the step that dominates the cost of a molecule.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from chembl_structure_pipeline import standardizer
+from chembl_structure_pipeline.exclude_flag import exclude_flag
+from rdkit import Chem
+
+from grammar.formats import FORMATS
+from grammar.molecule import Molecule, mol_from_smiles
+from pipeline.io import open_text
+from pipeline.records import Reject, Sample, SourceItem, dedup_key
+from pipeline.sources.base import Conversion, reason_code, reject_from
+
+SMILES_HEADERS = frozenset({"smiles", "canonical_smiles", "smi", "isomeric_smiles", "smiles_string"})
+
+
+class WrongHeader(ValueError):
+    """A table whose header lacks a column the reader needs."""
+
+    reason_code = "wrong_header"
+
+
+class ChemblExcluded(ValueError):
+    """The ChEMBL Structure Pipeline's exclusion rule (metals, >7 borons): it does not standardize these."""
+
+    reason_code = "chembl_excluded"
+
+
+def guarded(source: str, uri: str, items: Iterable[SourceItem | Reject]) -> Iterator[SourceItem | Reject]:
+    """Yield ``items``; a failure while reading becomes one ``Reject`` after the items read so far.
+
+    A file that yields nothing is rejected as empty. Errors are data here (see ``pipeline.sources.base``),
+    so any exception raised by the reader ends this file only.
+    """
+    last: SourceItem | Reject | None = None
+    try:
+        for last in items:
+            yield last
+    except Exception as exc:
+        where = f"after {last.locator}" if last is not None else "file"
+        yield Reject(source, uri, where, "read", reason_code(exc), f"{uri}: {exc}")
+        return
+    if last is None:
+        yield Reject(source, uri, "file", "read", "empty_file", f"{uri}: no records (empty or header only)")
+
+
+def sniff_delimiter(first_line: str, default: str = ",") -> str:
+    try:
+        return csv.Sniffer().sniff(first_line, delimiters=",;\t").delimiter
+    except csv.Error:  # one column: nothing to sniff
+        return default
+
+
+def file_stem(uri: str) -> str:
+    name = os.path.basename(uri.rstrip("/"))
+    return name[: -len(".gz")] if name.endswith(".gz") else name
+
+
+def chembl_parent(mol: Chem.Mol) -> Chem.Mol:
+    """ChEMBL Structure Pipeline: standardize, then the parent (salts, solvents, isotopes, charge removed)."""
+    if exclude_flag(mol, includeRDKitSanitization=False):
+        raise ChemblExcluded("excluded by the ChEMBL Structure Pipeline (metal, or more than 7 boron atoms)")
+    parent, _ = standardizer.get_parent_mol(standardizer.standardize_mol(mol, check_exclusion=False))
+    return parent
+
+
+def molecule_sample(
+    mol: Chem.Mol, source_id: str, *, standardize: bool, metadata: dict[str, Any], original: str | None = None
+) -> Sample:
+    """A ``molecule`` sample of ``mol`` (already sanitized, or a raw ctab when ``standardize``).
+
+    ``original`` is the input SMILES; it is kept in the metadata when the output differs from it.
+    """
+    if standardize:
+        mol = chembl_parent(mol)
+    # Re-reading RDKit's output makes the text a fixed point of the grammar's own parse-and-canonicalize.
+    final = mol_from_smiles(Chem.MolToSmiles(mol))
+    smiles = Chem.MolToSmiles(final)
+    key = Chem.MolToInchiKey(final) or smiles  # InChI has no key for some organometallics
+    if original is not None and original != smiles:
+        metadata = {**metadata, "original_smiles": original}
+    molecule = Molecule(smiles, source_id)
+    text = FORMATS["molecule"].write(molecule)
+    return Sample("molecule", "molecule", text, source_id, dedup_key("molecule", key), metadata, obj=molecule)
+
+
+def convert_molecule(item: SourceItem, make: Callable[[], Sample]) -> Conversion:
+    """Run ``make()`` -> Sample; a chemistry error (invalid SMILES, valence, exclusion) becomes a reject."""
+    try:
+        return Conversion(samples=[make()])
+    except ValueError as exc:  # GrammarError, RDKit sanitization errors and ChemblExcluded are ValueErrors
+        return Conversion(rejects=[reject_from(item, "convert", exc)])
+
+
+@dataclass(frozen=True, slots=True)
+class SmilesConfig:
+    column: int | str = 0  # 0-based position, or a header name
+    header: bool | None = None  # None: a header when the first line's SMILES cell is a known name ("SMILES")
+    id_column: int | str | None = None  # source ids; default "<file>:line N"
+    delimiter: str | None = None  # None: sniffed from the first line (',', ';', tab), else one column
+    standardize: bool = False  # ChEMBL Structure Pipeline: ~5x the conversion cost
+    storage_options: dict[str, Any] | None = field(default=None, hash=False)
+
+
+@dataclass
+class SmilesSource:
+    name: ClassVar[str] = "smiles"
+    suffixes: ClassVar[tuple[str, ...]] = (".smi", ".smi.gz", ".csv", ".csv.gz", ".tsv", ".tsv.gz", ".txt", ".txt.gz")
+    chunk_items: ClassVar[int] = 4096
+
+    config: SmilesConfig = field(default_factory=SmilesConfig)
+
+    def read(self, uri: str) -> Iterator[SourceItem | Reject]:
+        return guarded(self.name, uri, self._rows(uri))
+
+    def _rows(self, uri: str) -> Iterator[SourceItem | Reject]:
+        config = self.config
+        with open_text(uri, config.storage_options) as stream:
+            lines = iter(stream)
+            first = next(lines, None)
+            if first is None:
+                return
+            delimiter = config.delimiter or sniff_delimiter(first)
+            reader = csv.reader(_chain(first, lines), delimiter=delimiter, skipinitialspace=True)
+            rows = (row for row in reader if row)
+            head = next(rows, None)
+            if head is None:
+                return
+            header = config.header
+            if header is None:
+                header = isinstance(config.column, str) or _cell(head, 0).strip().lower() in SMILES_HEADERS
+            columns = head if header else []
+            smiles_at = _position(config.column, columns, uri)
+            id_at = None if config.id_column is None else _position(config.id_column, columns, uri)
+            stem = file_stem(uri)
+            for row in rows if header else _chain(head, rows):
+                locator = f"line {reader.line_num}"
+                source_id = _cell(row, id_at) if id_at is not None else f"{stem}:{locator}"
+                # Only the first word is the SMILES: a .smi line's name or a CXSMILES extension may follow.
+                smiles = (_cell(row, smiles_at).split() or [""])[0]
+                yield SourceItem(self.name, uri, locator, {"smiles": smiles, "id": source_id})
+
+    def convert(self, item: SourceItem) -> Conversion:
+        smiles = item.payload["smiles"]
+
+        def make() -> Sample:
+            mol = mol_from_smiles(smiles)
+            return molecule_sample(mol, item.payload["id"], standardize=self.config.standardize, metadata={},
+                                   original=smiles)
+
+        return convert_molecule(item, make)
+
+
+def _chain(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
+    yield first
+    yield from rest
+
+
+def _cell(row: list[str], position: int) -> str:
+    return row[position] if position < len(row) else ""
+
+
+def _position(column: int | str, header: list[str], uri: str) -> int:
+    if isinstance(column, int):
+        return column
+    if column not in header:
+        raise WrongHeader(f"column {column!r} not in the header {header}")
+    return header.index(column)
