@@ -1,0 +1,221 @@
+"""Ligand SMILES from the wwPDB Chemical Component Dictionary (CCD), or from coordinates.
+
+``ComponentDictionary.lookup(ccd_id)`` looks a component up in (1) a user ``components.cif(.gz)``
+when one is given, else (2) the CCD bundled with biotite (atoms, charges, bond orders, aromaticity;
+loaded lazily, ~3 s once per process). Lookups are cached per process. ``perceive_smiles`` is the
+fallback for components no dictionary knows (UNL, new ids): bonds from the ligand's coordinates.
+
+How a component becomes SMILES: biotite ``AtomArray`` with the CCD bonds -> RDKit (``to_mol``) ->
+hydrogens removed -> metals disconnected (RDKit ``MetalDisconnector``; the grammar has no dative bonds,
+and standard InChI disconnects metals too) -> sanitized -> stereo from the CCD's ideal coordinates ->
+non-tetrahedral stereo (square-planar metals) dropped, the grammar writes @/@@ only -> canonical
+grammar SMILES (``grammar.molecule.canonical_smiles``).
+"""
+
+from __future__ import annotations
+
+import io
+import mmap
+import re
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from rdkit import Chem
+from rdkit.Chem import rdDetermineBonds
+from rdkit.Chem.MolStandardize import rdMolStandardize
+
+from grammar.errors import GrammarError
+from grammar.molecule import canonical_smiles
+from pipeline.io import GZIP_MAGIC, read_bytes
+
+CCD_USER = "ccd_user"
+CCD_BUNDLED = "ccd_bundled"
+PERCEIVED = "perceived_from_coordinates"  # bond orders from xyz2mol on a ligand with modelled hydrogens
+CONNECTIVITY_ONLY = "connectivity_from_coordinates"  # single bonds only: a saturated stand-in
+TETRAHEDRAL = (Chem.ChiralType.CHI_UNSPECIFIED, Chem.ChiralType.CHI_TETRAHEDRAL_CW, Chem.ChiralType.CHI_TETRAHEDRAL_CCW)
+
+
+class ComponentError(ValueError):
+    """A component whose SMILES cannot be made; ``reason_code`` groups the rejects."""
+
+    def __init__(self, reason_code: str, message: str) -> None:
+        super().__init__(message)
+        self.reason_code = reason_code
+
+
+@dataclass(frozen=True, slots=True)
+class ComponentSmiles:
+    ccd_id: str
+    smiles: str
+    source: str  # CCD_USER | CCD_BUNDLED | PERCEIVED | CONNECTIVITY_ONLY
+    heavy_atoms: int
+
+
+class ComponentDictionary:
+    """CCD lookups: a user ``components.cif(.gz)`` first (if given), then biotite's bundled CCD."""
+
+    def __init__(self, components_path: str | None = None, *, use_bundled: bool = True) -> None:
+        self.components_path = components_path
+        self.use_bundled = use_bundled
+        self._user = _ComponentFile(components_path) if components_path else None
+        self._cache: dict[str, ComponentSmiles | ComponentError | None] = {}
+
+    def __getstate__(self) -> dict:  # ship the settings to workers, not a loaded dictionary
+        return {"components_path": self.components_path, "use_bundled": self.use_bundled}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["components_path"], use_bundled=state["use_bundled"])
+
+    def lookup(self, ccd_id: str) -> ComponentSmiles | None:
+        """The component's SMILES, or None when no dictionary knows it (or it has no atoms)."""
+        if ccd_id not in self._cache:
+            try:
+                self._cache[ccd_id] = self._lookup(ccd_id)
+            except ComponentError as exc:
+                self._cache[ccd_id] = exc
+        found = self._cache[ccd_id]
+        if isinstance(found, ComponentError):
+            raise found
+        return found
+
+    def _lookup(self, ccd_id: str) -> ComponentSmiles | None:
+        if self._user is not None:
+            atoms = self._user.atoms(ccd_id)
+            if atoms is not None:
+                return _component_smiles(ccd_id, atoms, CCD_USER)
+        if self.use_bundled:
+            import biotite.structure.info as info
+
+            try:
+                atoms = info.residue(ccd_id, allow_missing_coord=True)
+            except KeyError:
+                return None
+            return _component_smiles(ccd_id, atoms, CCD_BUNDLED)
+        return None
+
+
+def _component_smiles(ccd_id: str, atoms, source: str) -> ComponentSmiles | None:
+    from biotite.interface.rdkit import to_mol
+    from biotite.structure import BondList
+
+    if atoms.array_length() == 0:
+        return None
+    if atoms.bonds is None:  # one-atom components (ions) have no chem_comp_bond category
+        atoms.bonds = BondList(atoms.array_length())
+    try:
+        mol = to_mol(atoms)
+    except Exception as exc:  # biotite raises several types for odd bond/charge tables
+        raise ComponentError("ccd_conversion_failed", f"CCD {ccd_id}: no RDKit molecule: {exc}") from exc
+    smiles = finish_smiles(mol, ccd_id, stereo_from_3d=bool(np.isfinite(atoms.coord).all()))
+    return ComponentSmiles(ccd_id, smiles, source, int((atoms.element != "H").sum()))
+
+
+def finish_smiles(mol: Chem.Mol, name: str, *, stereo_from_3d: bool) -> str:
+    """RDKit molecule (with a conformer when ``stereo_from_3d``) -> canonical grammar SMILES."""
+    mol = Chem.RemoveHs(mol, sanitize=False)
+    mol = rdMolStandardize.MetalDisconnector().Disconnect(mol)
+    try:
+        Chem.SanitizeMol(mol)
+    except Exception as exc:  # RDKit raises one of several sanitization exception types
+        raise ComponentError("invalid_smiles", f"{name}: molecule fails sanitization: {exc}") from exc
+    if stereo_from_3d and mol.GetNumConformers():
+        Chem.AssignStereochemistryFrom3D(mol)
+    for atom in mol.GetAtoms():
+        if atom.GetChiralTag() not in TETRAHEDRAL:
+            atom.SetChiralTag(Chem.ChiralType.CHI_UNSPECIFIED)
+    try:
+        return canonical_smiles(Chem.MolToSmiles(mol))
+    except GrammarError as exc:
+        raise ComponentError("invalid_smiles", f"{name}: {exc}") from exc
+
+
+def perceive_smiles(
+    name: str, elements: list[str], positions: np.ndarray, charge: int, *, allow_connectivity_only: bool
+) -> ComponentSmiles:
+    """SMILES of a ligand no dictionary knows, from its modelled atoms (hydrogens included if any).
+
+    Bond orders need hydrogens: xyz2mol (RDKit ``DetermineBonds``) on heavy atoms alone either fails
+    or invents unsaturation. Without hydrogens only connectivity is known, and a single-bonded stand-in
+    is a different molecule, so it is made only when ``allow_connectivity_only``.
+    """
+    mol = Chem.RWMol()
+    conformer = Chem.Conformer(len(elements))
+    for i, (element, position) in enumerate(zip(elements, positions, strict=True)):
+        number = _atomic_number(element)
+        if number <= 0:
+            raise ComponentError("unknown_element", f"{name}: atom {i} has unknown element {element!r}")
+        mol.AddAtom(Chem.Atom(number))
+        conformer.SetAtomPosition(i, [float(x) for x in position])
+    mol.AddConformer(conformer, assignId=True)
+    heavy = sum(e.upper() not in ("H", "D") for e in elements)
+    if heavy < len(elements):
+        try:
+            perceived = Chem.Mol(mol)
+            rdDetermineBonds.DetermineBonds(perceived, charge=charge)
+            return ComponentSmiles(name, finish_smiles(perceived, name, stereo_from_3d=True), PERCEIVED, heavy)
+        except (ValueError, RuntimeError, ComponentError):
+            pass
+    if not allow_connectivity_only:
+        raise ComponentError(
+            "no_bond_orders", f"{name}: not in the CCD, and its coordinates do not give bond orders (no hydrogens)"
+        )
+    heavy_only = Chem.RWMol(Chem.RemoveHs(mol, sanitize=False))
+    rdDetermineBonds.DetermineConnectivity(heavy_only)
+    return ComponentSmiles(name, finish_smiles(heavy_only, name, stereo_from_3d=True), CONNECTIVITY_ONLY, heavy)
+
+
+def _atomic_number(symbol: str) -> int:
+    try:
+        return Chem.GetPeriodicTable().GetAtomicNumber(symbol.capitalize())
+    except RuntimeError:  # RDKit's answer to an unknown symbol ('X' in unknown atoms)
+        return 0
+
+
+class _ComponentFile:
+    """A ``components.cif(.gz)`` indexed by block; a plain local file is memory-mapped, not read."""
+
+    BLOCK = re.compile(rb"^data_(\S+)[ \t]*\r?$", re.MULTILINE)
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+        self._data: bytes | mmap.mmap | None = None
+        self._blocks: dict[str, tuple[int, int]] = {}
+
+    def _load(self) -> None:
+        self._data = _map_or_read(self.uri)
+        starts = [(m.group(1).decode(), m.start()) for m in self.BLOCK.finditer(self._data)]
+        ends = [start for _, start in starts[1:]] + [len(self._data)]
+        self._blocks = {name: (start, end) for (name, start), end in zip(starts, ends, strict=True)}
+
+    def atoms(self, ccd_id: str):
+        """The component as a biotite ``AtomArray`` with bonds, or None if the file lacks it."""
+        import biotite.structure.io.pdbx as pdbx
+
+        if self._data is None:
+            self._load()
+        if ccd_id not in self._blocks:
+            return None
+        start, end = self._blocks[ccd_id]
+        block = pdbx.CIFFile.read(io.StringIO(self._data[start:end].decode("utf-8", "replace")))
+        if "chem_comp_atom" not in block.block:
+            return None
+        try:
+            with warnings.catch_warnings():  # one-atom components lack chem_comp_bond: expected
+                warnings.simplefilter("ignore", UserWarning)
+                atoms = pdbx.get_component(block, use_ideal_coord=True, allow_missing_coord=True)
+                if not np.isfinite(atoms.coord).all():
+                    atoms = pdbx.get_component(block, use_ideal_coord=False, allow_missing_coord=True)
+        except Exception as exc:  # biotite raises several types for incomplete CIF categories
+            raise ComponentError("ccd_conversion_failed", f"{self.uri} block {ccd_id}: {exc}") from exc
+        return atoms
+
+
+def _map_or_read(uri: str) -> bytes | mmap.mmap:
+    """Memory-map a plain local file (the full CCD is ~400 MB); read anything else into memory."""
+    if "://" not in uri or uri.startswith("file://"):
+        path = uri.removeprefix("file://")
+        with open(path, "rb") as handle:
+            if handle.read(2) != GZIP_MAGIC:
+                return mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+    return read_bytes(uri)

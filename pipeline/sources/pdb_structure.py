@@ -1,0 +1,400 @@
+"""One PDB / wwPDB entry read with gemmi and reduced to what the PDB source writes grammar from.
+
+``load_entry(text)`` parses mmCIF or legacy PDB text, keeps the first model (NMR ensembles), drops
+hydrogens and waters, resolves alternate locations, and returns an ``Entry``: protein chains with
+their sequences, ligand candidates (non-polymer and branched residues), the polymer types of the other
+chains, and a flat heavy-atom table for the pocket search.
+
+Choices (why):
+- Sequences are the full deposited sequence (``_entity_poly_seq`` / SEQRES, first monomer where the
+  entity lists micro-heterogeneity), so a chain with disordered loops still reads as the protein it is.
+  A residue's sequence position is its ``label_seq`` - 1. Where there is no deposited sequence, or a
+  modelled residue cannot be placed on it, the chain falls back to its modelled residues
+  (``Chain.sequence_source`` says which).
+- One-letter codes come from gemmi's residue table; modified residues take their parent's letter
+  (MSE -> M), anything else is X — the same rule as wwPDB's ``pdbx_seq_one_letter_code_can``.
+- Alternate locations: per residue position, keep the conformer (altloc, and residue where the
+  position holds several residue names) with the highest mean occupancy; ties go to the first altloc
+  in alphabetical order. gemmi's ``remove_alternative_conformations`` keeps the *first* conformer
+  instead, so it is not used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+
+import gemmi
+import numpy as np
+
+from grammar.protein import RESIDUE_ALPHABET
+
+ATOM_RECORD_GROUPS = frozenset({"ATOM", "HETATM"})
+POLYMER_TYPE_NAMES = {
+    gemmi.PolymerType.PeptideL: "protein",
+    gemmi.PolymerType.PeptideD: "D-peptide",
+    gemmi.PolymerType.Dna: "DNA",
+    gemmi.PolymerType.Rna: "RNA",
+    gemmi.PolymerType.DnaRnaHybrid: "DNA/RNA hybrid",
+}
+
+
+class StructureError(ValueError):
+    """An entry that cannot be read as a macromolecular structure."""
+
+    def __init__(self, reason_code: str, message: str) -> None:
+        super().__init__(message)
+        self.reason_code = reason_code
+
+
+@dataclass(slots=True)
+class Chain:
+    """A protein chain: its sequence and where its modelled residues sit in it."""
+
+    chain_id: str
+    entity_id: str
+    sequence: str
+    sequence_source: str  # "deposited" (entity sequence / SEQRES) | "modelled"
+    nonstandard: int  # residues that are not standard amino acids (modified, unknown)
+
+
+@dataclass(slots=True)
+class Ligand:
+    """One non-polymer (or branched) residue instance: a ligand candidate."""
+
+    ccd_id: str
+    chain_id: str
+    residue_id: str  # "A:401", "B:-3", "H:52A"
+    row: int  # its row in Entry.residue_ids
+    branched: bool  # part of a branched entity (oligosaccharide)
+    glycan: bool  # branched, or a sugar covalently linked to a polymer residue
+    covalent: bool  # covalently linked to a polymer residue (struct_conn / LINK)
+    heavy_atoms: int
+    elements: tuple[str, ...]  # element symbols of all its modelled atoms, hydrogens included
+    positions: np.ndarray  # (n, 3) coordinates of those atoms
+    formal_charge: int
+
+
+@dataclass(slots=True)
+class Entry:
+    entry_id: str
+    file_format: str  # "mmcif" | "pdb"
+    method: str | None
+    resolution: float | None
+    deposition_year: int | None
+    model_number: int
+    chains: list[Chain]  # protein chains, in file order
+    other_polymers: list[str]  # polymer types of the non-protein chains ("DNA", "RNA", ...)
+    ligands: list[Ligand]
+    residue_ids: list[str]  # every residue kept in the model, in model order
+    residue_chain: np.ndarray  # (R,) index into ``chains``; -1 outside protein chains
+    residue_position: np.ndarray  # (R,) position in that chain's sequence; -1 outside protein chains
+    atom_residue: np.ndarray  # (N,) residue row of each heavy atom
+    atom_positions: np.ndarray  # (N, 3) float
+    ca_only: bool  # most protein residues carry a single atom: a CA trace, not an atomic model
+
+    def atom_rows(self, residue_row: int) -> np.ndarray:
+        return np.flatnonzero(self.atom_residue == residue_row)
+
+
+def parse_structure(text: str) -> tuple[gemmi.Structure, str]:
+    """mmCIF when the first data line starts a CIF block, else legacy PDB."""
+    if _first_content_line(text).startswith("data_"):
+        return _parse_mmcif(text), "mmcif"
+    return _parse_pdb(text), "pdb"
+
+
+def _first_content_line(text: str) -> str:
+    start = 0
+    while start < len(text):
+        end = text.find("\n", start)
+        end = len(text) if end < 0 else end
+        line = text[start:end].strip()
+        if line and not line.startswith("#"):
+            return line
+        start = end + 1
+    return ""
+
+
+def _parse_mmcif(text: str) -> gemmi.Structure:
+    try:
+        block = gemmi.cif.read_string(text).sole_block()
+    except (RuntimeError, ValueError) as exc:
+        raise StructureError("mmcif_syntax", f"mmCIF does not parse (truncated or malformed): {exc}") from exc
+    groups = set(block.find_values("_atom_site.group_PDB"))
+    if groups - ATOM_RECORD_GROUPS:
+        bad = sorted(groups - ATOM_RECORD_GROUPS)
+        raise StructureError("invalid_atom_site", f"_atom_site.group_PDB holds {bad}, not ATOM/HETATM")
+    try:
+        return gemmi.make_structure_from_block(block)
+    except (RuntimeError, ValueError) as exc:
+        raise StructureError("invalid_atom_site", f"atom records do not make a structure: {exc}") from exc
+
+
+def _parse_pdb(text: str) -> gemmi.Structure:
+    try:
+        return gemmi.read_pdb_string(text)
+    except (RuntimeError, ValueError) as first_error:
+        # Pre-remediation files keep the entry id and a serial in columns 73-80, where gemmi reads the
+        # element and charge; cutting lines to 72 columns reads them as the PDB format then defined them.
+        try:
+            return gemmi.read_pdb_string(text, max_line_length=72)
+        except (RuntimeError, ValueError):
+            raise StructureError("pdb_syntax", f"PDB records do not parse: {first_error}") from first_error
+
+
+@lru_cache(maxsize=4096)
+def residue_letter(name: str) -> tuple[str, bool]:
+    """(one-letter code, is standard) of a polymer residue name."""
+    info = gemmi.find_tabulated_residue(name)
+    if info is None or not info.is_amino_acid():
+        return "X", False
+    letter = info.one_letter_code.upper()
+    if letter not in RESIDUE_ALPHABET:
+        return "X", False
+    return letter, info.is_standard() and letter != "X"
+
+
+def chain_label(name: str) -> str:
+    """Chain ids as written in sample ids; pre-1995 PDB files may leave the chain blank."""
+    return name or "_"
+
+
+def residue_id(chain_name: str, seqid: gemmi.SeqId) -> str:
+    return f"{chain_label(chain_name)}:{seqid.num}{seqid.icode.strip()}"
+
+
+def resolve_altlocs(structure: gemmi.Structure) -> None:
+    """Keep one conformer per residue position of the first model: the highest mean occupancy."""
+    model = structure[0]
+    flagged = _residues_with_altlocs(structure)
+    row = 0
+    for chain in model:
+        chain_flags = flagged[row : row + len(chain)]
+        row += len(chain)
+        for group in reversed(list(_position_groups(chain))):  # back to front: deletions keep indices valid
+            if len(group) == 1 and not chain_flags[group[0]]:
+                continue
+            keep_index, keep_altloc = _best_conformer([chain[i] for i in group])
+            for i in reversed(group):
+                if i != group[keep_index]:
+                    del chain[i]
+            kept = chain[group[0]]
+            for j in reversed(range(len(kept))):
+                if kept[j].altloc not in ("\0", keep_altloc):
+                    del kept[j]
+
+
+def _residues_with_altlocs(structure: gemmi.Structure) -> np.ndarray:
+    """Per residue of the (only) model: does any atom carry an altloc? Vectorized, no atom loop."""
+    sizes = [len(residue) for chain in structure[0] for residue in chain]
+    altlocs = gemmi.FlatStructure(structure).altlocs != 0
+    residue_of_atom = np.repeat(np.arange(len(sizes)), sizes)
+    return np.bincount(residue_of_atom[altlocs], minlength=len(sizes)) > 0
+
+
+def _position_groups(chain: gemmi.Chain) -> Iterator[list[int]]:
+    """Runs of residues sharing a sequence id (point micro-heterogeneity), as index lists."""
+    group: list[int] = []
+    previous = None
+    for i, residue in enumerate(chain):
+        key = (residue.seqid.num, residue.seqid.icode)
+        if group and key != previous:
+            yield group
+            group = []
+        group.append(i)
+        previous = key
+    if group:
+        yield group
+
+
+def _best_conformer(residues: list[gemmi.Residue]) -> tuple[int, str]:
+    best: tuple[float, int, str] | None = None
+    for index, residue in enumerate(residues):
+        occupancy: dict[str, list[float]] = {}
+        for atom in residue:
+            occupancy.setdefault(atom.altloc, []).append(atom.occ)
+        altlocs = sorted(a for a in occupancy if a != "\0") or ["\0"]
+        for altloc in altlocs:
+            mean = float(np.mean(occupancy[altloc]))
+            if best is None or mean > best[0]:
+                best = (mean, index, altloc)
+    assert best is not None
+    return best[1], best[2]
+
+
+def load_entry(text: str, fallback_id: str) -> Entry:
+    """Parse and clean one entry (see the module docstring); ``fallback_id`` names id-less files."""
+    structure, file_format = parse_structure(text)
+    if len(structure) == 0 or structure[0].count_atom_sites() == 0:
+        raise StructureError("no_atoms", "no atom records: not a macromolecular structure")
+    model_number = structure[0].num
+    del structure[1:]
+    structure.setup_entities()
+    if file_format == "pdb":
+        structure.assign_label_seq_id(False)  # aligns modelled residues to SEQRES
+    structure.remove_waters()
+    resolve_altlocs(structure)
+    ligand_atoms = _ligand_atoms(structure)  # hydrogens kept: bond perception needs them
+    structure.remove_hydrogens()  # keeps residues and chains, so ``ligand_atoms`` keys stay valid
+    info = dict(structure.info)
+    return _EntryBuilder(structure, ligand_atoms).build(
+        entry_id=(info.get("_entry.id") or (structure.name if file_format == "mmcif" else fallback_id)).upper(),
+        file_format=file_format,
+        method=info.get("_exptl.method"),
+        resolution=structure.resolution or None,
+        deposition_year=_year(info.get("_pdbx_database_status.recvd_initial_deposition_date")),
+        model_number=model_number,
+    )
+
+
+def _ligand_atoms(structure: gemmi.Structure) -> dict[tuple[int, int], tuple[tuple[str, ...], np.ndarray, int]]:
+    """Elements, coordinates and total formal charge of each non-polymer / branched residue."""
+    found = {}
+    for chain_index, chain in enumerate(structure[0]):
+        for residue_index, residue in enumerate(chain):
+            if residue.entity_type in (gemmi.EntityType.NonPolymer, gemmi.EntityType.Branched):
+                atoms = list(residue)
+                found[chain_index, residue_index] = (
+                    tuple(atom.element.name for atom in atoms),
+                    np.array([atom.pos.tolist() for atom in atoms], dtype=np.float64).reshape(-1, 3),
+                    sum(atom.charge for atom in atoms),
+                )
+    return found
+
+
+def _year(date: str | None) -> int | None:
+    return int(date[:4]) if date and date[:4].isdigit() else None
+
+
+class _EntryBuilder:
+    """One pass over the residues of the cleaned model; the atom table comes from gemmi's flat view."""
+
+    def __init__(self, structure: gemmi.Structure, ligand_atoms: dict) -> None:
+        self.structure = structure
+        self.ligand_atoms = ligand_atoms
+        self.entities = {sub: entity for entity in structure.entities for sub in entity.subchains}
+        self.chains: list[Chain] = []
+        self.other_polymers: list[str] = []
+        self.ligands: list[Ligand] = []
+        self.residue_ids: list[str] = []
+        self.residue_chain: list[int] = []
+        self.residue_position: list[int] = []
+        self.sizes: list[int] = []
+        self.polymer_keys: set[str] = set()  # residue ids of polymer residues
+
+    def build(self, **fields) -> Entry:
+        for chain_index, chain in enumerate(self.structure[0]):
+            self._add_chain(chain_index, chain)
+        self._mark_covalent_ligands()
+        flat = gemmi.FlatStructure(self.structure)
+        sizes = np.asarray(self.sizes, dtype=np.int64)
+        if len(flat) != sizes.sum():  # the flat view walks chains/residues/atoms in the same order
+            raise RuntimeError(f"gemmi flat view has {len(flat)} atoms, residues hold {sizes.sum()}")
+        protein_sizes = sizes[np.asarray(self.residue_chain) >= 0]
+        return Entry(
+            chains=self.chains,
+            other_polymers=self.other_polymers,
+            ligands=self.ligands,
+            residue_ids=self.residue_ids,
+            residue_chain=np.asarray(self.residue_chain, dtype=np.int64),
+            residue_position=np.asarray(self.residue_position, dtype=np.int64),
+            atom_residue=np.repeat(np.arange(len(sizes)), sizes),
+            atom_positions=np.asarray(flat.pos, dtype=np.float64),
+            ca_only=bool(len(protein_sizes)) and float(np.mean(protein_sizes <= 1)) > 0.5,
+            **fields,
+        )
+
+    def _add_chain(self, chain_index: int, chain: gemmi.Chain) -> None:
+        protein: list[tuple[int, gemmi.Residue]] = []
+        polymer_type = None
+        for residue_index, residue in enumerate(chain):
+            row = len(self.residue_ids)
+            self.residue_ids.append(residue_id(chain.name, residue.seqid))
+            self.residue_chain.append(-1)
+            self.residue_position.append(-1)
+            self.sizes.append(len(residue))
+            kind = residue.entity_type
+            if kind == gemmi.EntityType.Polymer:
+                self.polymer_keys.add(self.residue_ids[row])
+                polymer_type = polymer_type or self._polymer_type(chain, residue)
+                if polymer_type == gemmi.PolymerType.PeptideL:
+                    protein.append((row, residue))
+            elif kind in (gemmi.EntityType.NonPolymer, gemmi.EntityType.Branched):
+                atoms = self.ligand_atoms[chain_index, residue_index]
+                self.ligands.append(self._ligand(chain, residue, row, atoms, kind == gemmi.EntityType.Branched))
+        if polymer_type is not None and polymer_type != gemmi.PolymerType.PeptideL:
+            self.other_polymers.append(POLYMER_TYPE_NAMES.get(polymer_type, str(polymer_type).split(".")[-1]))
+        if protein:
+            self._add_protein_chain(chain_label(chain.name), protein, self.entities.get(protein[0][1].subchain))
+
+    def _polymer_type(self, chain: gemmi.Chain, residue: gemmi.Residue) -> gemmi.PolymerType:
+        entity = self.entities.get(residue.subchain)
+        if entity is not None and entity.polymer_type != gemmi.PolymerType.Unknown:
+            return entity.polymer_type
+        return chain.get_polymer().check_polymer_type()
+
+    def _add_protein_chain(self, name: str, residues: list[tuple[int, gemmi.Residue]], entity) -> None:
+        modelled = [(r.name, r.label_seq) for _, r in residues]
+        names, positions, source = _deposited_sequence(entity, modelled)
+        letters = [residue_letter(n) for n in names]
+        chain_index = len(self.chains)
+        for (row, _), position in zip(residues, positions, strict=True):
+            self.residue_chain[row] = chain_index
+            self.residue_position[row] = position
+        self.chains.append(
+            Chain(
+                chain_id=name,
+                entity_id=entity.name if entity is not None else "",
+                sequence="".join(letter for letter, _ in letters),
+                sequence_source=source,
+                nonstandard=sum(not standard for _, standard in letters),
+            )
+        )
+
+    def _ligand(self, chain: gemmi.Chain, residue: gemmi.Residue, row: int, atoms: tuple, branched: bool) -> Ligand:
+        info = gemmi.find_tabulated_residue(residue.name)
+        is_sugar = info is not None and info.kind in (gemmi.ResidueKind.PYR, gemmi.ResidueKind.KET)
+        elements, positions, charge = atoms
+        return Ligand(
+            ccd_id=residue.name,
+            chain_id=chain_label(chain.name),
+            residue_id=self.residue_ids[row],
+            row=row,
+            branched=branched,
+            glycan=branched or is_sugar,  # narrowed to polymer-linked sugars in _mark_covalent_ligands
+            covalent=False,
+            heavy_atoms=len(residue),
+            elements=elements,
+            positions=positions,
+            formal_charge=charge,
+        )
+
+    def _mark_covalent_ligands(self) -> None:
+        linked: set[str] = set()
+        for connection in self.structure.connections:
+            if connection.type != gemmi.ConnectionType.Covale:
+                continue
+            one, two = connection.partner1, connection.partner2
+            for this, other in ((one, two), (two, one)):
+                if residue_id(other.chain_name, other.res_id.seqid) in self.polymer_keys:
+                    linked.add(residue_id(this.chain_name, this.res_id.seqid))
+        for ligand in self.ligands:
+            ligand.covalent = ligand.residue_id in linked
+            ligand.glycan = ligand.branched or (ligand.glycan and ligand.covalent)
+
+
+def _deposited_sequence(entity, modelled: list[tuple[str, int | None]]) -> tuple[list[str], list[int], str]:
+    """Residue names of the chain's sequence, and each modelled residue's position in it.
+
+    ``modelled`` holds (residue name, label_seq) per modelled residue. The deposited sequence is used
+    when every modelled residue sits on it, once, under its own name (or one of its alternatives).
+    """
+    full = [m.split(",") for m in entity.full_sequence] if entity is not None else []
+    positions = [seq - 1 if seq is not None else -1 for _, seq in modelled]
+    placed = bool(full) and all(0 <= seq - 1 < len(full) and name in full[seq - 1] for name, seq in modelled if seq)
+    placed = placed and -1 not in positions
+    if placed and len(set(positions)) == len(positions):
+        return [alternatives[0] for alternatives in full], positions, "deposited"
+    return [name for name, _ in modelled], list(range(len(modelled))), "modelled"
