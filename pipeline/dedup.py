@@ -1,0 +1,251 @@
+"""Exact deduplication on canonical keys, with a documented, deterministic kept-record rule.
+
+Keys are written by the sources into ``dedup_key`` (see ``pipeline.records.dedup_key``): molecules by
+InChIKey (standardized canonical SMILES where InChI has none), proteins by chain sequences, complexes
+by (sequences, ligand InChIKey, pocket), reactions by canonical unmapped 'reactants>>products'.
+Records are compared within one task only: a reaction's ``react`` and ``reverse_react`` samples are
+two training views of one reaction, not duplicates (the split stage keeps them in one split). A
+record with an empty key falls back to its ``content_id`` (exact text).
+
+Crystals carry a *group* key, (reduced formula, space group); inside a group, records are matched
+with the format's ``same`` (a pymatgen ``StructureMatcher``), greedily in kept-rule order: each record
+is a duplicate of the first earlier-ranked representative it matches.
+
+Kept-record rule: among duplicates, keep the record ranked first by (position of its source in
+``source_priority``, unlisted sources after listed ones; then ``content_id``, ``source``,
+``source_id``, ``source_uri``). Every other record becomes a row of the duplicates table naming the
+record it duplicated. ``exact_dedup_files`` applies the same rule to Parquet files with flat memory.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+MATERIAL_GROUP_PREFIX = "material:"
+RANK_COLUMNS = ("_rank", "content_id", "source", "source_id", "source_uri")
+
+DUPLICATE_SCHEMA = pa.schema(
+    [
+        ("content_id", pa.string()),
+        ("source", pa.string()),
+        ("source_id", pa.string()),
+        ("domain", pa.string()),
+        ("task", pa.string()),
+        ("duplicate_of", pa.string()),  # content_id of the kept record
+        ("duplicate_of_source", pa.string()),
+        ("duplicate_of_source_id", pa.string()),
+        ("reason", pa.string()),  # "exact" | "near"
+        ("key", pa.string()),  # the dedup key (exact) or the kept record's content_id (near)
+        ("similarity", pa.float64()),  # estimated Jaccard for near duplicates; 1.0 for exact
+    ]
+)
+
+
+@dataclass(frozen=True)
+class ExactDedupConfig:
+    source_priority: tuple[str, ...] = ()  # sources listed first win ties; see the module docstring
+    match_structures: bool = True  # StructureMatcher inside crystal groups (else the group key decides)
+
+
+@dataclass
+class DedupResult:
+    kept: pl.DataFrame  # the input's columns, sorted by (content_id, source, source_id)
+    duplicates: pl.DataFrame = field(default_factory=lambda: empty_duplicates())
+
+    def counts(self) -> dict[str, int]:
+        reasons = self.duplicates["reason"].value_counts()
+        return {r: int(n) for r, n in reasons.iter_rows()}
+
+
+def empty_duplicates() -> pl.DataFrame:
+    return pl.from_arrow(DUPLICATE_SCHEMA.empty_table())
+
+
+def as_frame(records: pl.DataFrame | pa.Table) -> pl.DataFrame:
+    return records if isinstance(records, pl.DataFrame) else pl.from_arrow(records)
+
+
+def with_rank(records: pl.DataFrame, source_priority: tuple[str, ...]) -> pl.DataFrame:
+    """Add ``_rank``: a source's position in the priority list, unlisted sources after all listed."""
+    positions = {source: i for i, source in enumerate(source_priority)}
+    rank = pl.col("source").replace_strict(positions, default=len(positions), return_dtype=pl.Int32)
+    return records.with_columns(_rank=rank)
+
+
+def exact_key() -> pl.Expr:
+    key = pl.when(pl.col("dedup_key") == "").then(pl.col("content_id")).otherwise(pl.col("dedup_key"))
+    return pl.concat_str(pl.col("task"), pl.lit("\x00"), key)
+
+
+def sorted_output(records: pl.DataFrame) -> pl.DataFrame:
+    return records.sort(["content_id", "source", "source_id", "source_uri"])
+
+
+def duplicate_rows(dropped: pl.DataFrame, reason: str, key: pl.Expr, similarity: pl.Expr) -> pl.DataFrame:
+    """Duplicates-table rows from records that carry ``_keep_*`` columns naming their kept record."""
+    return dropped.select(
+        "content_id", "source", "source_id", "domain", "task",
+        duplicate_of=pl.col("_keep_content_id"),
+        duplicate_of_source=pl.col("_keep_source"),
+        duplicate_of_source_id=pl.col("_keep_source_id"),
+        reason=pl.lit(reason),
+        key=key,
+        similarity=similarity.cast(pl.Float64),
+    )
+
+
+def mark_first(frame: pl.DataFrame) -> pl.DataFrame:
+    """Sort by key then rank; ``_first`` marks the kept record, ``_keep_*`` name it on every row."""
+    frame = frame.with_columns(_key=exact_key()).sort(["_key", *RANK_COLUMNS])
+    return frame.with_columns(
+        _first=pl.int_range(pl.len()).over("_key") == 0,
+        **{f"_keep_{c}": pl.col(c).first().over("_key") for c in ("content_id", "source", "source_id")},
+    )
+
+
+def exact_dedup(config: ExactDedupConfig, records: pl.DataFrame | pa.Table) -> DedupResult:
+    frame = mark_first(with_rank(as_frame(records), config.source_priority).with_row_index("_row"))
+    is_group = pl.col("dedup_key").str.starts_with(MATERIAL_GROUP_PREFIX)
+    if config.match_structures and frame.filter(is_group & ~pl.col("_first")).height:
+        frame = match_structure_groups(frame, is_group)
+    helper = [c for c in frame.columns if c.startswith("_")]
+    kept = frame.filter(pl.col("_first")).drop(helper)
+    duplicates = duplicate_rows(frame.filter(~pl.col("_first")), "exact", pl.col("dedup_key"), pl.lit(1.0))
+    return DedupResult(sorted_output(kept), duplicates.sort("content_id", "source", "source_id"))
+
+
+def match_structure_groups(frame: pl.DataFrame, is_group: pl.Expr) -> pl.DataFrame:
+    """Inside each crystal group, keep one record per StructureMatcher class (greedy, in rank order)."""
+    from grammar.formats import FORMATS  # imports pymatgen: only when crystals are present
+
+    groups = frame.filter(is_group).partition_by("_key", maintain_order=True)
+    updates = []
+    for group in groups:
+        representatives: list[tuple[dict, object]] = []
+        for row in group.iter_rows(named=True):
+            fmt = FORMATS[row["task"]]
+            structure = fmt.parse(row["text"])
+            match = next((rep for rep, obj in representatives if fmt.same(obj, structure)), None)
+            if match is None:
+                representatives.append((row, structure))
+                match = row
+            updates.append(
+                {"_row": row["_row"], "_m_first": match is row,
+                 "_m_cid": match["content_id"], "_m_src": match["source"], "_m_sid": match["source_id"]}
+            )
+    update_frame = pl.DataFrame(updates, schema_overrides={"_row": frame.schema["_row"]})
+    joined = frame.join(update_frame, on="_row", how="left")
+    matched = pl.col("_m_first").is_not_null()
+    return joined.with_columns(
+        _first=pl.when(matched).then(pl.col("_m_first")).otherwise(pl.col("_first")),
+        _keep_content_id=pl.when(matched).then(pl.col("_m_cid")).otherwise(pl.col("_keep_content_id")),
+        _keep_source=pl.when(matched).then(pl.col("_m_src")).otherwise(pl.col("_keep_source")),
+        _keep_source_id=pl.when(matched).then(pl.col("_m_sid")).otherwise(pl.col("_keep_source_id")),
+    ).drop("_m_first", "_m_cid", "_m_src", "_m_sid")
+
+
+# --- Streaming path for inputs larger than memory -----------------------------------------------------
+STREAM_COLUMNS = ["content_id", "source", "source_id", "source_uri", "domain", "task", "dedup_key"]
+
+
+@dataclass(frozen=True)
+class StreamingConfig:
+    batch_rows: int = 100_000  # rows read at a time in passes 1 and 3
+    bucket_rows: int = 1_000_000  # target rows per hash bucket: bounds the memory of pass 2
+
+
+@dataclass
+class StreamedDedup:
+    kept_files: list[Path]
+    duplicates_file: Path
+    rows_in: int
+    rows_kept: int
+
+
+def exact_dedup_files(
+    config: ExactDedupConfig, paths: list[str | Path], out_dir: str | Path, stream: StreamingConfig = StreamingConfig()
+) -> StreamedDedup:
+    """The same rule as ``exact_dedup`` over Parquet files, in three streaming passes.
+
+    1. read only the key columns in batches and hash-partition them by key into buckets on disk;
+    2. dedup each bucket in memory (a bucket holds every record of its keys), write the duplicates;
+    3. re-read each input in batches and write the rows not listed as duplicates (input order kept).
+    Peak memory is one batch plus one bucket, whatever the input size, since the number of buckets
+    grows with the input. Crystal groups need the StructureMatcher and so the in-memory path.
+    """
+    out = Path(out_dir)
+    work = out / "_buckets"
+    work.mkdir(parents=True, exist_ok=True)
+    files = [pq.ParquetFile(str(p)) for p in paths]
+    rows_in = sum(f.metadata.num_rows for f in files)
+    n_buckets = max(1, math.ceil(rows_in / stream.bucket_rows))
+    bucket_paths = partition_keys(config, files, work, n_buckets, stream.batch_rows)
+    duplicates_file = out / "duplicates.parquet"
+    with pq.ParquetWriter(duplicates_file, DUPLICATE_SCHEMA.append(pa.field("_file", pa.int32())).append(
+        pa.field("_row", pa.int64()))) as writer:
+        for bucket_path in bucket_paths:
+            frame = mark_first(pl.read_parquet(bucket_path))
+            if frame.filter(pl.col("dedup_key").str.starts_with(MATERIAL_GROUP_PREFIX) & ~pl.col("_first")).height:
+                raise ValueError(f"{bucket_path}: crystal group keys need exact_dedup (StructureMatcher), not files")
+            dropped = frame.filter(~pl.col("_first"))
+            rows = duplicate_rows(dropped, "exact", pl.col("dedup_key"), pl.lit(1.0))
+            rows = rows.with_columns(_file=dropped["_file"], _row=dropped["_row"])
+            writer.write_table(rows.to_arrow().cast(writer.schema))
+            bucket_path.unlink()
+    work.rmdir()
+    kept_files, rows_kept = write_kept(files, duplicates_file, out, stream.batch_rows)
+    return StreamedDedup(kept_files, duplicates_file, rows_in, rows_kept)
+
+
+def partition_keys(
+    config: ExactDedupConfig, files: list[pq.ParquetFile], work: Path, n_buckets: int, batch_rows: int
+) -> list[Path]:
+    paths = [work / f"bucket-{b:05d}.parquet" for b in range(n_buckets)]
+    writers: dict[int, pq.ParquetWriter] = {}
+    try:
+        for file_index, parquet in enumerate(files):
+            offset = 0
+            for batch in parquet.iter_batches(batch_size=batch_rows, columns=STREAM_COLUMNS):
+                rows = pl.int_range(offset, offset + batch.num_rows, dtype=pl.Int64)
+                frame = with_rank(pl.from_arrow(batch), config.source_priority).with_columns(
+                    _file=pl.lit(file_index, pl.Int32), _row=rows
+                )
+                bucket = exact_key().hash(seed=0) % n_buckets
+                for (b,), part in frame.with_columns(_bucket=bucket).partition_by("_bucket", as_dict=True).items():
+                    table = part.drop("_bucket").to_arrow()
+                    if b not in writers:
+                        writers[b] = pq.ParquetWriter(paths[b], table.schema)
+                    writers[b].write_table(table)
+                offset += batch.num_rows
+    finally:
+        for writer in writers.values():
+            writer.close()
+    return [paths[b] for b in sorted(writers)]
+
+
+def write_kept(
+    files: list[pq.ParquetFile], duplicates_file: Path, out: Path, batch_rows: int
+) -> tuple[list[Path], int]:
+    kept_files, rows_kept = [], 0
+    duplicates = pl.scan_parquet(duplicates_file).select("_file", "_row")
+    for file_index, parquet in enumerate(files):
+        drop = np.sort(duplicates.filter(pl.col("_file") == file_index).collect()["_row"].to_numpy())
+        path = out / f"kept-{file_index:05d}.parquet"
+        with pq.ParquetWriter(path, parquet.schema_arrow) as writer:
+            offset = 0
+            for batch in parquet.iter_batches(batch_size=batch_rows):
+                rows = np.arange(offset, offset + batch.num_rows)
+                position = np.minimum(np.searchsorted(drop, rows), max(len(drop) - 1, 0))
+                keep = drop[position] != rows if len(drop) else np.ones(len(rows), dtype=bool)
+                writer.write_batch(batch.filter(pa.array(keep)))
+                rows_kept += int(keep.sum())
+                offset += batch.num_rows
+        kept_files.append(path)
+    return kept_files, rows_kept
