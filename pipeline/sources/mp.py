@@ -49,6 +49,10 @@ class MpFormat(StrEnum):
     CSV = "csv"  # MP-20 style: material_id, cif, properties
 
 
+class InvalidJson(ValueError):
+    reason_code = "invalid_json"
+
+
 class OrderingFailed(InvalidStructure):
     reason_code = "ordering_failed"
 
@@ -77,7 +81,7 @@ class MpSource:
     def read(self, uri: str) -> Iterator[SourceItem | Reject]:
         return guarded(self.name, uri, self._items(uri))
 
-    def _items(self, uri: str) -> Iterator[SourceItem]:
+    def _items(self, uri: str) -> Iterator[SourceItem | Reject]:
         stem = file_stem(uri)
         with open_text(uri, self.config.storage_options) as stream:
             lines = iter(stream)
@@ -85,22 +89,31 @@ class MpSource:
             if first is None:
                 return
             kind = self.config.format or detect_format(stem, first)
+            name = stem.rsplit(".", 1)[0]
             if kind is MpFormat.JSONL:
                 for number, line in enumerate(itertools.chain([first], lines), start=1):
-                    if line.strip():
-                        yield self._item(uri, f"line {number}", json.loads(line), stem)
+                    if not line.strip():
+                        continue
+                    try:
+                        yield self._item(uri, f"line {number}", json.loads(line), f"{name}:line {number}")
+                    except json.JSONDecodeError as exc:  # one bad line, not the file
+                        yield Reject(self.name, uri, f"line {number}", "read", "invalid_json", str(exc))
             elif kind is MpFormat.JSON:
                 # Whole-file JSON documents are small (one material, or an API page); parsed per file.
-                data = json.loads(first + stream.read())
-                documents = data.get("data", [data]) if isinstance(data, dict) else data
-                name = stem.rsplit(".", 1)[0]
+                try:
+                    data = json.loads(first + stream.read())
+                except json.JSONDecodeError as exc:
+                    raise InvalidJson(f"not valid JSON: {exc}") from exc
+                # An API response wraps its page in "data"; an entry's own "data" is a dict of ids.
+                api_page = isinstance(data, dict) and isinstance(data.get("data"), list)
+                documents = data["data"] if api_page else [data] if isinstance(data, dict) else data
                 for number, document in enumerate(documents, start=1):
                     fallback_id = name if len(documents) == 1 else f"{name}#{number}"
                     yield self._item(uri, f"doc {number}", document, fallback_id)
             elif kind is MpFormat.CIF:
                 text = first + stream.read()
                 match = MP_ID.search(stem)
-                source_id = f"{match.group(1)}-{match.group(2)}" if match else stem.rsplit(".", 1)[0]
+                source_id = f"{match.group(1)}-{match.group(2)}" if match else name
                 yield SourceItem(self.name, uri, "file", {"cif": text, "id": source_id, "fields": {}})
             else:
                 yield from self._csv(uri, itertools.chain([first], lines))

@@ -9,6 +9,7 @@ Structure Pipeline (standardize, then parent) — the step that dominates the co
 from __future__ import annotations
 
 import csv
+import itertools
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -134,19 +135,20 @@ class SmilesSource:
             if first is None:
                 return
             delimiter = config.delimiter or sniff_delimiter(first)
-            reader = csv.reader(_chain(first, lines), delimiter=delimiter, skipinitialspace=True)
+            reader = csv.reader(itertools.chain([first], lines), delimiter=delimiter, skipinitialspace=True)
             rows = (row for row in reader if row)
             head = next(rows, None)
             if head is None:
                 return
             header = config.header
             if header is None:
-                header = isinstance(config.column, str) or _cell(head, 0).strip().lower() in SMILES_HEADERS
+                named = isinstance(config.column, str)
+                header = named or _cell(head, int(config.column)).strip().lower() in SMILES_HEADERS
             columns = head if header else []
-            smiles_at = _position(config.column, columns, uri)
-            id_at = None if config.id_column is None else _position(config.id_column, columns, uri)
+            smiles_at = _position(config.column, columns)
+            id_at = None if config.id_column is None else _position(config.id_column, columns)
             stem = file_stem(uri)
-            for row in rows if header else _chain(head, rows):
+            for row in rows if header else itertools.chain([head], rows):
                 locator = f"line {reader.line_num}"
                 source_id = _cell(row, id_at) if id_at is not None else f"{stem}:{locator}"
                 # Only the first word is the SMILES: a .smi line's name or a CXSMILES extension may follow.
@@ -164,16 +166,11 @@ class SmilesSource:
         return convert_molecule(item, make)
 
 
-def _chain(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
-    yield first
-    yield from rest
-
-
 def _cell(row: list[str], position: int) -> str:
     return row[position] if position < len(row) else ""
 
 
-def _position(column: int | str, header: list[str], uri: str) -> int:
+def _position(column: int | str, header: list[str]) -> int:
     if isinstance(column, int):
         return column
     if column not in header:

@@ -77,6 +77,7 @@ class UsptoSource:
         return guarded(self.name, uri, self._items(uri))
 
     def _items(self, uri: str) -> Iterator[SourceItem]:
+        """Lowe and MIT files line by line; USPTO-50k through the csv module."""
         with open_text(uri, self.config.storage_options) as stream:
             lines = iter(stream)
             first = next(lines, None)
@@ -87,12 +88,14 @@ class UsptoSource:
                 yield from self._uspto_50k(uri, itertools.chain([first], lines))
                 return
             stem = file_stem(uri)
+            has_header = first.startswith(LOWE_COLUMNS[0])
+            columns = tuple(first.rstrip("\r\n").split("\t")) if has_header else LOWE_COLUMNS
             for number, line in enumerate(itertools.chain([first], lines), start=1):
-                if not line.strip() or (number == 1 and line.startswith(LOWE_COLUMNS[0])):
+                if not line.strip() or (number == 1 and has_header):
                     continue
                 locator = f"line {number}"
                 if kind is UsptoFormat.LOWE:
-                    values = dict(zip(LOWE_COLUMNS, line.rstrip("\r\n").split("\t"), strict=False))
+                    values = dict(zip(columns, line.rstrip("\r\n").split("\t"), strict=False))
                     patent = values.get("PatentNumber") or stem
                     fields = {"patent_number": patent, "paragraph": values.get("ParagraphNum") or None,
                               "year": _integer(values.get("Year")),

@@ -105,6 +105,14 @@ def test_sdf_export_ids_and_standardization_match_the_pipeline_on_molblocks(data
     assert_round_trips(samples)
 
 
+def test_sdf_without_standardization_equals_rdkit_reading_the_file(data_dir: Path) -> None:
+    supplier = Chem.SDMolSupplier(str(data_dir / SDF))
+    expected = [Chem.MolToSmiles(Chem.MolFromSmiles(Chem.MolToSmiles(mol))) for mol in supplier]
+    _, samples, rejects = run(chembl_source(standardize=False), data_dir / SDF)
+    assert rejects == [] and [s.text for s in samples] == [f"<MoleculeS>{s}<MoleculeE>" for s in expected]
+    assert sum("@" in s for s in expected) > 40  # stereocentres from wedged bonds survive
+
+
 def test_activity_csv_keeps_activity_values_and_ids(data_dir: Path) -> None:
     with open(data_dir / EGFR) as handle:
         rows = list(csv.DictReader(handle))

@@ -80,6 +80,11 @@ def test_jsonl_api_response_and_material_id(emmet_docs: list[dict], tmp_path: Pa
     items, samples, rejects = run(mp_source(), jsonl)
     assert [s.source_id for s in samples] == [doc["task_id"] for doc in emmet_docs[:5]] and rejects == []
     assert items[2].locator == f"line 3 ({emmet_docs[2]['task_id']})"
+    broken = tmp_path / "broken.jsonl"  # one truncated line is one reject; the lines after it still read
+    lines = [json.dumps(doc) for doc in emmet_docs[:3]]
+    broken.write_text("\n".join([lines[0], lines[1][:500], lines[2]]) + "\n")
+    items, samples, rejects = run(mp_source(), broken)
+    assert len(samples) == 2 and [(r.locator, r.reason_code) for r in rejects] == [("line 2", "invalid_json")]
     summary = [{"material_id": d["task_id"], "structure": d["structure"], "band_gap": 1.5} for d in emmet_docs[:4]]
     page = tmp_path / "summary_page.json"
     page.write_text(json.dumps({"data": summary, "meta": {"total_doc": 4}}))
@@ -103,6 +108,10 @@ def test_computed_structure_entries(emmet_docs: list[dict], tmp_path: Path) -> N
     assert rejects == [] and [s.source_id for s in samples] == [e.entry_id for e in entries]
     assert [s.metadata["energy"] for s in samples] == [e.energy for e in entries]
     check_crystals(samples, [e.structure for e in entries])
+    single = tmp_path / "one_entry.json"  # one entry alone: its own "data" dict must not read as an API page
+    single.write_text(json.dumps(entries[1].as_dict()))
+    _, samples, rejects = run(mp_source(), single)
+    assert rejects == [] and [s.source_id for s in samples] == [entries[1].entry_id]
 
 
 def test_structure_json_files_and_a_disordered_one(data_dir: Path) -> None:
@@ -169,7 +178,7 @@ def test_file_level_and_document_problems(data_dir: Path, emmet_docs: list[dict]
     cases = {
         "corrupt.json.gz": (compressed[: len(compressed) // 2], "corrupt_gzip"),
         "empty.json": (b"", "empty_file"),
-        "broken.json": (json.dumps(emmet_docs[:2])[:-200].encode(), "JSONDecodeError"),
+        "broken.json": (json.dumps(emmet_docs[:2])[:-200].encode(), "invalid_json"),
         "latin1.csv": (csv_bytes[:3000] + "Fe\xe9".encode("latin-1") + csv_bytes[3000:], "not_utf8"),
         "wrong.csv": (b"material_id,formula\nmp-1,Fe\n", "wrong_header"),
     }
