@@ -1,0 +1,97 @@
+"""``logos train CONFIG``, ``logos launch CONFIG --address ...``, ``logos export hf CHECKPOINT --out DIR``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict
+
+from training.errors import TrainingError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    train = subparsers.add_parser("train", help="pretrain with Megatron-Core (local ranks or Ray Train)")
+    train.add_argument("config", help="training YAML (see training/config.py)")
+    _add_overrides(train)
+    train.add_argument("--ray", action="store_true", help="run the ranks as Ray Train TorchTrainer workers")
+    train.add_argument("--ray-address", help="Ray cluster address for --ray (default: start a local Ray)")
+    train.set_defaults(func=_train)
+
+    launch = subparsers.add_parser("launch", help="submit a training run to a Ray cluster as a Ray Job")
+    launch.add_argument("config", help="training YAML; its paths must be valid on the cluster")
+    _add_overrides(launch)
+    launch.add_argument("--address", required=True, help="Ray dashboard/job address, e.g. http://head:8265")
+    launch.add_argument("--wait", action="store_true", help="follow the job's logs until it ends")
+    launch.set_defaults(func=_launch)
+
+    hf = _export_formats(subparsers).add_parser(
+        "hf", help="transformers Llama/Qwen3 checkpoint plus the grammar tokenizer")
+    hf.add_argument("checkpoint", help="checkpoint directory (a run's checkpoints/ or one iter_* directory)")
+    hf.add_argument("--out", required=True, help="output directory")
+    hf.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
+    hf.set_defaults(func=_export_hf)
+
+
+def _export_formats(subparsers: argparse._SubParsersAction) -> argparse._SubParsersAction:
+    """The FORMAT subcommands of ``logos export``, which the dataset stage also adds to (``megatron``)."""
+    export = subparsers.choices.get("export")
+    if export is None:
+        export = subparsers.add_parser("export", help="export a dataset version or a checkpoint")
+        return export.add_subparsers(dest="format", required=True, metavar="FORMAT")
+    for action in export._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action
+    raise RuntimeError("`logos export` exists without format subcommands")
+
+
+def _add_overrides(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config key, e.g. --set parallel.tensor=2 (repeatable)")
+
+
+def _fail(exc: BaseException) -> int:
+    print(f"error: {exc}", file=sys.stderr)
+    return 2
+
+
+def _train(args: argparse.Namespace) -> int:
+    from training.config import load_config
+
+    overrides = list(args.overrides)
+    if args.ray:
+        overrides.append("launch.backend=ray")
+    if args.ray_address:
+        overrides.append(f"launch.ray_address={args.ray_address}")
+    try:
+        from training.run import train
+
+        result = train(load_config(args.config, overrides))
+    except TrainingError as exc:
+        return _fail(exc)
+    print(json.dumps({k: str(v) if v is not None and not isinstance(v, int | float | dict) else v
+                      for k, v in asdict(result).items()}, indent=1))
+    return 0
+
+
+def _launch(args: argparse.Namespace) -> int:
+    from training.config import load_config
+    from training.ray_launch import submit_job
+
+    try:
+        job_id = submit_job(load_config(args.config, args.overrides), args.address, wait=args.wait)
+    except TrainingError as exc:
+        return _fail(exc)
+    print(job_id)
+    return 0
+
+
+def _export_hf(args: argparse.Namespace) -> int:
+    from training.hf_export import export_hf
+
+    try:
+        out = export_hf(args.checkpoint, args.out, dtype=args.dtype)
+    except TrainingError as exc:
+        return _fail(exc)
+    print(out)
+    return 0

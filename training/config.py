@@ -1,0 +1,241 @@
+"""Typed training configuration: one dataclass per concern, loaded from YAML with strict keys.
+
+A run is described by ``TrainConfig``; every setting has one place (``model.*``, ``parallel.*``,
+``optimizer.*``, ``data.*``, ``checkpoint.*``, ``logging.*``, ``launch.*``). ``model`` starts from a
+preset (``model: {preset: 1b}``) and may override any of its fields. Unknown keys and values of the
+wrong type fail with the dotted key in the message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from training.errors import TrainingError
+from training.presets import ModelConfig, model_preset
+
+
+class ConfigError(TrainingError, ValueError):
+    """A configuration key is unknown, has the wrong type, or values are inconsistent."""
+
+
+@dataclass
+class ParallelConfig:
+    tensor: int = 1
+    pipeline: int = 1
+    data: int = 1
+    # None: on exactly when it can work (CUDA, Transformer Engine's norms, tensor > 1).
+    sequence_parallel: bool | None = None
+    distributed_optimizer: bool = True
+
+    @property
+    def world_size(self) -> int:
+        return self.tensor * self.pipeline * self.data
+
+
+@dataclass
+class OptimizerConfig:
+    lr: float = 3e-4
+    min_lr: float = 3e-5
+    warmup_steps: int = 100
+    weight_decay: float = 0.1
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.95
+    adam_eps: float = 1e-8
+    clip_grad: float = 1.0
+
+
+@dataclass
+class DataConfig:
+    blend: str = ""  # the dataset stage's blend JSON
+    seq_length: int = 2048
+    micro_batch_size: int = 1
+    global_batch_size: int = 8
+    seed: int = 1234  # GPTDataset shuffle seed: fixes the data order, also across resumes
+
+
+@dataclass
+class CheckpointConfig:
+    dir: str | None = None  # default: <run_dir>/checkpoints
+    interval: int = 1000  # steps; the final step is always saved
+    format: str = "torch_dist"
+    resume: bool = True  # continue from the latest checkpoint in ``dir`` when there is one
+    # Start from this checkpoint (a root or an iter_* directory) when ``dir`` has none to resume;
+    # it may come from a different TP/PP/DP layout.
+    load: str | None = None
+
+
+@dataclass
+class LoggingConfig:
+    interval: int = 1  # steps between metrics lines
+    eval_interval: int = 0  # steps between per-domain validation; 0: only after the last step
+    eval_iters: int = 1  # global batches per validation domain
+    peak_tflops: float | None = None  # per device, for MFU; None: looked up for known GPUs
+
+
+@dataclass
+class LaunchConfig:
+    backend: str = "local"  # local (torchrun-style processes) or ray (Ray Train TorchTrainer)
+    ray_address: str | None = None  # None: start a local Ray instance
+    master_port: int = 0  # 0: pick a free port
+
+
+@dataclass
+class TrainConfig:
+    run_dir: str = "runs/default"
+    train_steps: int = 100
+    seed: int = 1234
+    precision: str = "auto"  # auto (bf16 on GPU, fp32 on CPU), bf16, fp32
+    model: ModelConfig = field(default_factory=ModelConfig)
+    parallel: ParallelConfig = field(default_factory=ParallelConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    launch: LaunchConfig = field(default_factory=LaunchConfig)
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return Path(self.checkpoint.dir) if self.checkpoint.dir else Path(self.run_dir) / "checkpoints"
+
+    @property
+    def metrics_path(self) -> Path:
+        return Path(self.run_dir) / "metrics.jsonl"
+
+    @property
+    def num_microbatches(self) -> int:
+        return self.data.global_batch_size // (self.data.micro_batch_size * self.parallel.data)
+
+
+def validate(config: TrainConfig) -> TrainConfig:
+    """Check cross-field constraints; raises ``ConfigError`` naming the keys involved."""
+    p, m, d = config.parallel, config.model, config.data
+    checks = [
+        (min(p.tensor, p.pipeline, p.data) >= 1, "parallel.tensor/pipeline/data must be >= 1"),
+        (m.num_query_groups % p.tensor == 0,
+         f"model.num_query_groups ({m.num_query_groups}) must be divisible by parallel.tensor ({p.tensor})"),
+        (m.num_layers % p.pipeline == 0,
+         f"model.num_layers ({m.num_layers}) must be divisible by parallel.pipeline ({p.pipeline})"),
+        (m.make_vocab_size_divisible_by % p.tensor == 0,
+         f"model.make_vocab_size_divisible_by ({m.make_vocab_size_divisible_by}) must be divisible by "
+         f"parallel.tensor ({p.tensor})"),
+        (d.global_batch_size % (d.micro_batch_size * p.data) == 0,
+         f"data.global_batch_size ({d.global_batch_size}) must be a multiple of data.micro_batch_size "
+         f"({d.micro_batch_size}) x parallel.data ({p.data})"),
+        (d.seq_length > 0 and d.micro_batch_size > 0, "data.seq_length and data.micro_batch_size must be > 0"),
+        (config.train_steps >= 0, "train_steps must be >= 0"),
+        (config.precision in ("auto", "bf16", "fp32"),
+         f"precision must be auto, bf16 or fp32, not {config.precision!r}"),
+        (config.launch.backend in ("local", "ray"),
+         f"launch.backend must be local or ray, not {config.launch.backend!r}"),
+        (config.checkpoint.format == "torch_dist", "checkpoint.format: only torch_dist is supported"),
+        (config.checkpoint.interval > 0, "checkpoint.interval must be > 0"),
+        (config.logging.interval > 0 and config.logging.eval_iters > 0,
+         "logging.interval and logging.eval_iters must be > 0"),
+        (0 <= config.optimizer.min_lr <= config.optimizer.lr, "optimizer.min_lr must be in [0, optimizer.lr]"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
+    if not d.blend:
+        raise ConfigError("data.blend is required: the path of the dataset stage's blend JSON")
+    return config
+
+
+# --- building dataclasses from plain data ------------------------------------------------------------
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(tp: Any, value: Any, key: str) -> Any:
+    if dataclasses.is_dataclass(tp):
+        return _from_dict(tp, value, key)
+    args = typing.get_args(tp)
+    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _coerce(inner, value, key)
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, float, str, bool) and (type(value) is not tp):
+        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _from_dict(cls: type, data: Any, key: str) -> Any:
+    if isinstance(data, cls):
+        return data
+    if not isinstance(data, dict):
+        raise ConfigError(f"{key or 'config'}: expected a mapping, got {type(data).__name__}")
+    data = dict(data)
+    base = None
+    if cls is ModelConfig:
+        preset = data.pop("preset", None)
+        if preset is not None:
+            try:
+                base = model_preset(str(preset))
+            except ValueError as exc:
+                raise ConfigError(f"{key}.preset: {exc}") from None
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls) if f.init]
+    for name in data:
+        if name not in names:
+            raise ConfigError(f"unknown config key {key + '.' if key else ''}{name}; "
+                              f"known keys here: {', '.join(names)}")
+    kwargs = {name: _coerce(hints[name], value, f"{key + '.' if key else ''}{name}") for name, value in data.items()}
+    try:
+        return dataclasses.replace(base, **kwargs) if base is not None else cls(**kwargs)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def config_from_dict(data: dict[str, Any]) -> TrainConfig:
+    return validate(_from_dict(TrainConfig, data, ""))
+
+
+def config_to_dict(config: TrainConfig) -> dict[str, Any]:
+    return dataclasses.asdict(config)
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``a.b=value`` strings (values parsed as YAML) to a plain config mapping."""
+    data = dict(data)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r} is not of the form key=value")
+        *parents, leaf = key.strip().split(".")
+        node = data
+        for part in parents:
+            child = node.get(part)
+            node[part] = child = dict(child) if isinstance(child, dict) else {}
+            node = child
+        node[leaf] = yaml.safe_load(raw)
+    return data
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
+    """Read a YAML config (``yaml.safe_load``), apply ``key=value`` overrides, build and validate it."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text())
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping")
+        data = loaded or {}
+    data = apply_overrides(data, overrides or [])
+    try:
+        return config_from_dict(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}" if path else str(exc)) from None

@@ -1,0 +1,85 @@
+"""Ray paths: the same ``run_rank`` in Ray Train ``TorchTrainer`` workers, and Ray Job submission.
+
+``launch_ray`` joins ``launch.ray_address`` (or ``RAY_ADDRESS``, as inside a Ray Job) or starts a
+local Ray for the duration of the run. Ray Train creates the torch process group (gloo on CPU, NCCL
+on GPU) and ``run_rank`` builds Megatron's parallel groups on top of it.
+
+``submit_job`` sends ``logos train config.json --ray`` to a cluster's job server with the resolved
+config uploaded as the job's working directory; the blend and run directory in the config must be
+paths the cluster can see (shared filesystem or object-store mount).
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from training.config import TrainConfig, config_to_dict
+from training.launch import CONFIG_FILE, LaunchError, write_run_config
+
+
+def _ray_worker(config: dict[str, Any]) -> None:
+    from training.trainer import run_rank
+
+    run_rank(config)
+
+
+def launch_ray(config: TrainConfig) -> None:
+    import os
+
+    import torch
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    from pipeline.ray_runtime import ray_session
+
+    write_run_config(config)
+    world = config.parallel.world_size
+    cuda = torch.cuda.is_available()
+    # A local Ray gets at least one logical CPU per rank, so TP2xPP2 can run on a 2-core laptop.
+    with ray_session(config.launch.ray_address, num_cpus=max(os.cpu_count() or 1, world)):
+        trainer = TorchTrainer(
+            train_loop_per_worker=_ray_worker,
+            train_loop_config=config_to_dict(config),
+            scaling_config=ScalingConfig(num_workers=world, use_gpu=cuda),
+            torch_config=TorchConfig(backend="nccl" if cuda else "gloo"),
+            run_config=RunConfig(name=Path(config.run_dir).name or "logos-train",
+                                 storage_path=str(Path(config.run_dir).resolve() / "ray_results")),
+        )
+        try:
+            trainer.fit()
+        except Exception as exc:  # Ray wraps worker failures in its own error types
+            raise LaunchError(f"Ray Train run {config.run_dir} failed: {exc}") from exc
+
+
+def job_spec(config: TrainConfig, working_dir: Path) -> dict[str, Any]:
+    """The Ray Job for ``config``: the resolved config is written into ``working_dir``, uploaded with it."""
+    (working_dir / CONFIG_FILE).write_text(json.dumps(config_to_dict(config), indent=1))
+    return {
+        "entrypoint": f"logos train {shlex.quote(CONFIG_FILE)} --ray",
+        "runtime_env": {"working_dir": str(working_dir)},
+        "metadata": {"logos_run_dir": str(config.run_dir), "logos_blend": str(config.data.blend)},
+    }
+
+
+def submit_job(config: TrainConfig, address: str, wait: bool = False) -> str:
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    client = JobSubmissionClient(address)
+    with tempfile.TemporaryDirectory(prefix="logos-job-") as tmp:
+        job_id = client.submit_job(**job_spec(config, Path(tmp)))
+    if wait:
+        import asyncio
+
+        async def follow() -> None:
+            async for lines in client.tail_job_logs(job_id):
+                print(lines, end="")
+
+        asyncio.run(follow())
+        status = client.get_job_status(job_id)
+        if status != JobStatus.SUCCEEDED:
+            raise LaunchError(f"Ray Job {job_id} ended {status}")
+    return job_id

@@ -1,0 +1,81 @@
+"""``train(config) -> TrainResult``: the entry the CLI and the workflow DAG call."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from training.blend import load_tokenizer, read_blend
+from training.checkpoint import CheckpointError, find_checkpoint
+from training.config import TrainConfig, validate
+from training.trainer import RESULT_FILE
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run_dir: Path
+    steps: int
+    final_loss: float | None  # None when no step ran (e.g. the run was already complete)
+    valid_loss: dict[str, float]  # per domain, after the last step
+    checkpoint: Path | None  # the last checkpoint (an iter_* directory)
+    checkpoint_dir: Path
+    metrics_path: Path
+
+    @classmethod
+    def read(cls, config: TrainConfig) -> TrainResult:
+        path = Path(config.run_dir) / RESULT_FILE
+        if not path.is_file():
+            raise RuntimeError(f"the run finished without writing {path}")
+        raw: dict[str, Any] = json.loads(path.read_text())
+        return cls(
+            run_dir=Path(config.run_dir),
+            steps=raw["steps"],
+            final_loss=raw["final_loss"],
+            valid_loss=raw["valid_loss"],
+            checkpoint=Path(raw["checkpoint"]) if raw["checkpoint"] else None,
+            checkpoint_dir=config.checkpoint_dir,
+            metrics_path=Path(raw["metrics"]),
+        )
+
+
+def preflight(config: TrainConfig) -> None:
+    """Fail before starting any rank on what the launcher can check: the blend and its tokenizer, and
+    that a checkpoint to resume or load has this run's model shape."""
+    blend = read_blend(config.data.blend)
+    load_tokenizer(blend)
+    ref = find_checkpoint(config.checkpoint_dir) if config.checkpoint.resume else None
+    if ref is None and config.checkpoint.load:
+        ref = find_checkpoint(config.checkpoint.load)
+        if ref is None:
+            raise CheckpointError(f"checkpoint.load: no checkpoint in {config.checkpoint.load}")
+    if ref is not None:
+        saved = {k: v for k, v in ref.meta.get("config", {}).get("model", {}).items() if k != "name"}
+        current = {k: v for k, v in dataclasses.asdict(config.model).items() if k != "name"}
+        differences = {k: (saved.get(k), v) for k, v in current.items() if saved.get(k) != v}
+        if differences:
+            raise CheckpointError(f"checkpoint {ref.path} has a different model: "
+                                  + ", ".join(f"model.{k} {a} there, {b} here" for k, (a, b) in differences.items()))
+
+
+def train(config: TrainConfig) -> TrainResult:
+    """Run training to ``config.train_steps`` with ``parallel.world_size`` ranks; returns when they finish.
+
+    ``config.launch.backend`` picks local processes or Ray Train workers (``launch.ray_address`` for
+    a cluster). A previous result file is removed first so a failed run never reports a stale result.
+    """
+    validate(config)
+    preflight(config)
+    result_path = Path(config.run_dir) / RESULT_FILE
+    result_path.unlink(missing_ok=True)
+    if config.launch.backend == "ray":
+        from training.ray_launch import launch_ray
+
+        launch_ray(config)
+    else:
+        from training.launch import launch_local
+
+        launch_local(config)
+    return TrainResult.read(config)
