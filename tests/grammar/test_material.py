@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import spglib
 from pymatgen.analysis.local_env import MinimumDistanceNN
 from pymatgen.core import Composition, Lattice, Structure
 from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
@@ -28,6 +29,7 @@ from grammar.material import (
     write_crystal,
 )
 from grammar.material.contacts import site_contacts
+from grammar.material.symmetry import crystal_system
 from grammar.material.tokens import CONTACT_BINS
 from grammar.tokenizer import default_tokenizer
 
@@ -139,6 +141,40 @@ def test_special_position_off_the_grid_keeps_its_multiplicity():
     decoded = parse_crystal(text).structure
     assert len(decoded) == 8
     assert SpacegroupAnalyzer(decoded).get_space_group_number() == 194
+
+
+def _origin_choice_groups() -> list[int]:
+    """Space groups listed with two origins (choice 1/2) or two axes (H/R) in spglib's Hall table."""
+    choices: dict[int, set[str]] = {}
+    for hall_number in range(1, 531):
+        group = spglib.get_spacegroup_type(hall_number)
+        choices.setdefault(group.number, set()).add(group.choice)
+    return [n for n, found in choices.items() if found & {"1", "2", "H", "R"}]
+
+
+def test_decoding_uses_the_setting_spglib_standardizes_to():
+    # The crux of decoding: operations in the same setting as the encoder. The 31 groups with two
+    # origins or two axes are built by pymatgen in its own setting (origin choice 2 and others),
+    # then written and read back; the decoded crystal must match and show the same group.
+    rng = np.random.default_rng(7)
+    lattices = {"orthorhombic": Lattice.orthorhombic(9, 10, 11), "tetragonal": Lattice.tetragonal(10, 11),
+                "trigonal": Lattice.hexagonal(10, 11), "cubic": Lattice.cubic(16)}
+    groups = _origin_choice_groups()
+    assert len(groups) == 31 and {48, 166, 227} <= set(groups)
+    for number in groups:
+        lattice = lattices[crystal_system(number)]
+        while True:  # a general position for Cl, not closer than 1.2 Å to any image
+            general = rng.random(3).tolist()
+            structure = Structure.from_spacegroup(number, lattice, ["Na", "Cl"], [[0, 0, 0], general])
+            distances = structure.distance_matrix + 10 * np.eye(len(structure))
+            if distances.min() > 1.2:
+                break
+        crystal = Crystal.from_structure(structure, f"sg{number}")
+        text = write_crystal(crystal)
+        decoded = parse_crystal(text)
+        assert f"<sg{number}>" in text
+        assert SpacegroupAnalyzer(decoded.structure).get_space_group_number() == number
+        assert crystals_match(crystal, decoded) and write_crystal(decoded) == text, number
 
 
 def test_contacts_follow_minimum_distance_nn():
