@@ -40,8 +40,8 @@ def load_texts(smiles_path: Path, rows: int) -> list[str]:
         with open(ROOT / "tests/data/chembl/chembl_30_chemreps_100.txt") as handle:
             texts += [write_molecule(Molecule.from_smiles(r["canonical_smiles"]))
                       for r in csv.DictReader(handle, delimiter="\t")]
-    sys.path.insert(0, str(ROOT / "tests/grammar"))
-    from corpus import grammar_corpus
+    sys.path.insert(0, str(ROOT))
+    from tests.grammar.corpus import grammar_corpus
 
     proteins = [t for t in grammar_corpus() if t.startswith("<ProteinS>")]
     return texts + proteins * max(1, len(texts) // (20 * max(1, len(proteins))))

@@ -5,18 +5,18 @@ from __future__ import annotations
 from functools import lru_cache
 
 from rdkit import Chem
-from real_data import DATA, protein_chains, raw_reactions, raw_smiles
 
 from grammar.complex import Complex, ComplexForm, write_complex
 from grammar.molecule import Molecule, write_molecule
 from grammar.pocket import write_pocket, write_search, write_trans
 from grammar.protein import Chain, Protein, write_protein
 from grammar.reaction import Reaction, ReagentPolicy, write_reaction, write_reverse_reaction
+from tests.grammar.real_data import DATA, protein_chains, raw_reactions, raw_smiles
 
 
 @lru_cache(maxsize=1)
 def grammar_corpus() -> tuple[str, ...]:
-    from test_pocket_and_complex import ENTRIES, _sites
+    from tests.grammar.test_pocket_and_complex import ENTRIES, _sites
 
     texts = [write_molecule(Molecule.from_smiles(s)) for s in raw_smiles() if Chem.MolFromSmiles(s) is not None]
     for raw in raw_reactions():

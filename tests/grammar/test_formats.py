@@ -1,10 +1,10 @@
 from __future__ import annotations
 
 import pytest
-from corpus import grammar_corpus
 
 from grammar.errors import MalformedText
 from grammar.formats import DOMAINS, FORMATS, detect_task, parse_any
+from tests.grammar.corpus import grammar_corpus
 
 
 def test_every_fixture_string_is_detected_parsed_and_rewritten_identically():
@@ -23,7 +23,13 @@ def test_domains_cover_the_logos_objects():
     assert set(DOMAINS) == {"protein", "pocket", "complex", "molecule", "reaction", "material"}
 
 
-@pytest.mark.parametrize("text", ["", "CCO", "<React><MoleculeS>C<MoleculeE>", "<PocketS>K<PocketE>"])
+@pytest.mark.parametrize("text", ["", "CCO", "<PocketS>K<PocketE>", "<MaterialE>"])
 def test_undetectable_text(text):
-    with pytest.raises(MalformedText):
+    with pytest.raises(MalformedText, match="at char 0"):
         detect_task(text)
+
+
+def test_detected_task_still_has_to_parse():
+    assert detect_task("<React><MoleculeS>C<MoleculeE>") == "react"
+    with pytest.raises(MalformedText, match="expected <MoleculeS>"):
+        parse_any("<React><MoleculeS>C<MoleculeE>")

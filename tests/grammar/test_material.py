@@ -115,6 +115,19 @@ def test_space_group_token_agrees_with_materials_project_at_its_symprec():
     assert checked == 92
 
 
+def test_symprec_fallback_sequence_ends_in_p1():
+    crystal = Crystal.from_structure(Structure.from_file(MP / "structures" / "LiFePO4.json"))
+    # spglib finds no symmetry at 10 Å (every atom is within tolerance of every other): P1, every atom 1a.
+    p1 = CrystalGrammarConfig(symprec=10.0, fallback_symprecs=())
+    text = write_crystal(crystal, p1)
+    assert "<sg1>" in text and text.count("<w1a>") == len(crystal.structure)
+    decoded = parse_crystal(text)
+    assert crystals_match(crystal, decoded) and write_crystal(decoded, p1) == text
+    # With a fallback precision the same crystal keeps its symmetry, exactly as at that precision alone.
+    falling_back = CrystalGrammarConfig(symprec=10.0, fallback_symprecs=(0.01,))
+    assert write_crystal(crystal, falling_back) == write_crystal(crystal)
+
+
 def test_rutile_reads_like_the_international_tables():
     # Rutile (Baur 1956): P4_2/mnm, a 4.594 c 2.959, Ti 2a (0,0,0), O 4f (x,x,0) x = 0.3053.
     rutile = Structure.from_spacegroup(

@@ -97,6 +97,8 @@ def test_known_mofs_round_trip_in_canonical_order(blocks):
     text = write_mof(mof)
     assert text.startswith("<MaterialS><MetalS>") and text.endswith("<MoleculeE><MaterialE>")
     assert parse_mof(text) == mof
+    tokenizer = default_tokenizer()
+    assert tokenizer.decode(tokenizer.encode(text)) == text
     assert mof.linkers[0].smiles == Chem.MolToSmiles(Chem.MolFromSmiles(linkers[0]))
 
 

@@ -2,11 +2,11 @@ from __future__ import annotations
 
 import pytest
 from rdkit import Chem
-from real_data import raw_smiles
 
 from grammar.errors import InvalidSmiles, MalformedText, UnknownToken
 from grammar.molecule import Molecule, parse_molecule, smiles_tokens, write_molecule
 from grammar.tokenizer import default_tokenizer
+from tests.grammar.real_data import raw_smiles
 
 
 def test_every_rdkit_valid_fixture_molecule_round_trips_to_the_same_canonical_smiles():

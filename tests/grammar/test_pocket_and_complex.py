@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import pytest
-from real_data import DATA, ligand_pockets, protein_chains
 
 from grammar.complex import Complex, ComplexForm, parse_complex, write_complex
 from grammar.errors import InvalidResidue, InvalidSmiles, MalformedText
@@ -18,6 +17,7 @@ from grammar.pocket import (
 )
 from grammar.protein import Chain, Protein, residue_smiles_table
 from grammar.tokenizer import default_tokenizer
+from tests.grammar.real_data import DATA, ligand_pockets, protein_chains
 
 # Real complexes: FKBP51 + FK506, HIV protease + inhibitor, DHODH + inhibitor/FMN/orotate.
 ENTRIES = ["3o5r.cif", "1k6p.cif", "5h73.cif", "4i39.cif"]

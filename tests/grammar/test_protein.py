@@ -3,11 +3,11 @@ from __future__ import annotations
 import pytest
 from rdkit import Chem
 from rdkit.Chem.MolStandardize import rdMolStandardize
-from real_data import protein_chains, structure_files
 
 from grammar.errors import InvalidResidue, MalformedText, UnknownToken
 from grammar.protein import Chain, Protein, parse_protein, residue_smiles_table, write_protein
 from grammar.tokenizer import default_tokenizer
+from tests.grammar.real_data import protein_chains, structure_files
 
 
 @pytest.mark.parametrize("path", structure_files(), ids=lambda p: p.name)

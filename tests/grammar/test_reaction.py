@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import pytest
 from rdkit import Chem
-from real_data import raw_reactions
 
 from grammar.errors import InvalidSmiles, MalformedText
 from grammar.reaction import (
@@ -14,6 +13,7 @@ from grammar.reaction import (
     write_reverse_reaction,
 )
 from grammar.tokenizer import default_tokenizer
+from tests.grammar.real_data import raw_reactions
 
 
 def _independent_canonical(smiles_part: str) -> list[str]:

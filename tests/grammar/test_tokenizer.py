@@ -5,7 +5,6 @@ import subprocess
 import sys
 
 import pytest
-from corpus import grammar_corpus
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from grammar.errors import UnknownToken
@@ -13,6 +12,7 @@ from grammar.hf_extend import extend_hf_tokenizer
 from grammar.lexer import split_pieces
 from grammar.tags import GRAMMAR_TAGS
 from grammar.tokenizer import GrammarTokenizer, default_tokenizer
+from tests.grammar.corpus import grammar_corpus
 
 
 def test_lossless_on_every_fixture_string():
