@@ -1,0 +1,131 @@
+"""Domain mixing: per-domain sampling weights for each split, and what they mean in tokens and epochs.
+
+Weights are token shares (a Megatron blend weight is the share of fixed-length samples, hence of
+tokens). Either explicit per-domain weights (normalized over the domains a split has; a domain with
+data but no weight is left out of the mixture), or temperature sampling ``p_i ∝ n_i^(1/T)`` over the
+domains' token counts ``n_i`` (T=1: natural proportions; larger T flattens towards uniform).
+
+The token budget of a split (default: all its tokens, i.e. one natural pass) turns a weight into
+effective tokens ``p_i * B`` and epochs ``p_i * B / n_i``. With ``max_epochs``, a domain whose epochs
+would exceed the cap is pinned at the cap and the freed share goes to the others in proportion to
+their weights (repeated until no domain is over); when every domain is pinned, the budget shrinks to
+what the caps allow, and the report says so. Token counts include the EOD the export adds per
+document, because Megatron samples those too.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+SPLIT_ORDER = ("train", "valid", "test", "all")
+
+
+def split_rank(split: str) -> int:
+    return SPLIT_ORDER.index(split) if split in SPLIT_ORDER else len(SPLIT_ORDER)
+
+
+@dataclass(frozen=True)
+class MixConfig:
+    weights: dict[str, float] | None = None  # explicit per-domain weights; None: temperature sampling
+    temperature: float = 1.0
+    max_epochs: float | None = None  # cap on epochs per domain and split
+    budget: dict[str, int] = field(default_factory=dict)  # tokens per split; default: the split's tokens
+
+    def __post_init__(self) -> None:
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be positive, got {self.temperature}")
+        if self.weights is not None and (not self.weights or min(self.weights.values()) < 0):
+            raise ValueError(f"weights must be non-negative and not empty, got {self.weights}")
+        if self.max_epochs is not None and self.max_epochs <= 0:
+            raise ValueError(f"max_epochs must be positive, got {self.max_epochs}")
+
+
+@dataclass(frozen=True)
+class DomainShare:
+    split: str
+    domain: str
+    documents: int
+    tokens: int  # available, EOD included
+    weight: float
+    effective_tokens: float
+    epochs: float
+    capped: bool
+
+
+@dataclass
+class Mixture:
+    shares: list[DomainShare]
+    budgets: dict[str, dict[str, float]]  # split -> requested and effective budget
+
+    def weights(self, split: str) -> dict[str, float]:
+        return {s.domain: s.weight for s in self.shares if s.split == split and s.weight > 0}
+
+    def splits(self) -> list[str]:
+        return sorted({s.split for s in self.shares}, key=lambda s: split_rank(s))
+
+    def as_dict(self) -> dict:
+        return {"shares": [asdict(s) for s in self.shares], "budgets": self.budgets}
+
+    def table(self) -> str:
+        lines = [f"{'split':6} {'domain':9} {'docs':>9} {'tokens':>12} {'weight':>7} {'eff. tokens':>13} {'epochs':>7}"]
+        for s in self.shares:
+            cap = " (cap)" if s.capped else ""
+            lines.append(
+                f"{s.split:6} {s.domain:9} {s.documents:9d} {s.tokens:12d} {s.weight:7.4f} "
+                f"{s.effective_tokens:13.0f} {s.epochs:7.3f}{cap}"
+            )
+        return "\n".join(lines)
+
+
+def base_weights(config: MixConfig, tokens: dict[str, int]) -> dict[str, float]:
+    present = {d: n for d, n in tokens.items() if n > 0}
+    if config.weights is not None:
+        raw = {d: float(config.weights.get(d, 0.0)) for d in present}
+    else:
+        raw = {d: math.pow(n, 1.0 / config.temperature) for d, n in present.items()}
+    total = sum(raw.values())
+    if total <= 0:
+        raise ValueError(f"no domain with data has a positive weight (domains {sorted(present)}, weights {raw})")
+    return {d: w / total for d, w in raw.items()}
+
+
+def capped_weights(weights: dict[str, float], tokens: dict[str, int], budget: float, max_epochs: float | None):
+    """Pin domains over the epoch cap at the cap; share the rest by weight. Returns weights, pinned, budget."""
+    pinned: dict[str, float] = {}
+    if max_epochs is None:
+        return weights, set(), budget
+    while True:
+        free = {d: w for d, w in weights.items() if d not in pinned and w > 0}
+        room = 1.0 - sum(pinned.values())
+        free_total = sum(free.values())
+        share = {d: room * w / free_total for d, w in free.items()} if free_total > 0 else {}
+        over = {d for d, p in share.items() if p * budget > max_epochs * tokens[d]}
+        if not over:
+            break
+        pinned.update({d: max_epochs * tokens[d] / budget for d in over})
+    result = {d: pinned.get(d, share.get(d, 0.0)) for d in weights}
+    total = sum(result.values())
+    if total < 1.0 - 1e-12:  # every weighted domain is pinned: the caps cannot fill the budget
+        budget *= total
+        result = {d: w / total for d, w in result.items()}
+    return result, set(pinned), budget
+
+
+def mix(config: MixConfig, tokens: dict[str, dict[str, int]], documents: dict[str, dict[str, int]]) -> Mixture:
+    """Weights and report per split from token counts (EOD included) and document counts per domain."""
+    shares, budgets = [], {}
+    for split in sorted(tokens, key=lambda s: split_rank(s)):
+        counts = tokens[split]
+        requested = float(config.budget.get(split, sum(counts.values())))
+        weights, pinned, budget = capped_weights(base_weights(config, counts), counts, requested, config.max_epochs)
+        budgets[split] = {"requested": requested, "effective": budget}
+        for domain in sorted(counts):
+            weight, available = weights.get(domain, 0.0), counts[domain]
+            effective = weight * budget
+            epochs = effective / available if available else 0.0
+            shares.append(
+                DomainShare(split, domain, documents[split][domain], available, weight, effective, epochs,
+                            domain in pinned)
+            )
+    return Mixture(shares, budgets)
