@@ -9,7 +9,8 @@ How a component becomes SMILES: biotite ``AtomArray`` with the CCD bonds -> RDKi
 hydrogens removed -> metals disconnected (RDKit ``MetalDisconnector``; the grammar has no dative bonds,
 and standard InChI disconnects metals too) -> sanitized -> stereo from the CCD's ideal coordinates ->
 non-tetrahedral stereo (square-planar metals) dropped, the grammar writes @/@@ only -> canonical
-grammar SMILES (``grammar.molecule.canonical_smiles``).
+grammar SMILES (``grammar.molecule.canonical_smiles``) -> every token checked against the grammar
+vocabulary (e.g. charges beyond ±4 are not in it).
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ from rdkit.Chem import rdDetermineBonds
 from rdkit.Chem.MolStandardize import rdMolStandardize
 
 from grammar.errors import GrammarError
+from grammar.lexer import lex
 from grammar.molecule import canonical_smiles
+from grammar.vocab import grammar_vocabulary
 from pipeline.io import GZIP_MAGIC, read_bytes
 
 CCD_USER = "ccd_user"
@@ -55,17 +58,20 @@ class ComponentSmiles:
 class ComponentDictionary:
     """CCD lookups: a user ``components.cif(.gz)`` first (if given), then biotite's bundled CCD."""
 
-    def __init__(self, components_path: str | None = None, *, use_bundled: bool = True) -> None:
+    def __init__(
+        self, components_path: str | None = None, *, use_bundled: bool = True, storage_options: dict | None = None
+    ) -> None:
         self.components_path = components_path
         self.use_bundled = use_bundled
-        self._user = _ComponentFile(components_path) if components_path else None
+        self.storage_options = storage_options
+        self._user = _ComponentFile(components_path, storage_options) if components_path else None
         self._cache: dict[str, ComponentSmiles | ComponentError | None] = {}
 
     def __getstate__(self) -> dict:  # ship the settings to workers, not a loaded dictionary
-        return {"components_path": self.components_path, "use_bundled": self.use_bundled}
+        return {"path": self.components_path, "bundled": self.use_bundled, "options": self.storage_options}
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__(state["components_path"], use_bundled=state["use_bundled"])
+        self.__init__(state["path"], use_bundled=state["bundled"], storage_options=state["options"])
 
     def lookup(self, ccd_id: str) -> ComponentSmiles | None:
         """The component's SMILES, or None when no dictionary knows it (or it has no atoms)."""
@@ -125,9 +131,22 @@ def finish_smiles(mol: Chem.Mol, name: str, *, stereo_from_3d: bool) -> str:
         if atom.GetChiralTag() not in TETRAHEDRAL:
             atom.SetChiralTag(Chem.ChiralType.CHI_UNSPECIFIED)
     try:
-        return canonical_smiles(Chem.MolToSmiles(mol))
+        smiles = canonical_smiles(Chem.MolToSmiles(mol))
     except GrammarError as exc:
         raise ComponentError("invalid_smiles", f"{name}: {exc}") from exc
+    _check_vocabulary(smiles, name)
+    return smiles
+
+
+def _check_vocabulary(smiles: str, name: str) -> None:
+    """One reject per ligand here beats one tokenizer reject per sample later (seven of them)."""
+    known = grammar_vocabulary().ids
+    try:
+        unknown = sorted({token.text for token in lex(smiles)} - known.keys())
+    except GrammarError as exc:
+        unknown = [str(exc)]
+    if unknown:
+        raise ComponentError("unknown_token", f"{name}: SMILES {smiles} has tokens outside the grammar: {unknown}")
 
 
 def perceive_smiles(
@@ -177,13 +196,14 @@ class _ComponentFile:
 
     BLOCK = re.compile(rb"^data_(\S+)[ \t]*\r?$", re.MULTILINE)
 
-    def __init__(self, uri: str) -> None:
+    def __init__(self, uri: str, storage_options: dict | None = None) -> None:
         self.uri = uri
+        self.storage_options = storage_options
         self._data: bytes | mmap.mmap | None = None
         self._blocks: dict[str, tuple[int, int]] = {}
 
     def _load(self) -> None:
-        self._data = _map_or_read(self.uri)
+        self._data = _map_or_read(self.uri, self.storage_options)
         starts = [(m.group(1).decode(), m.start()) for m in self.BLOCK.finditer(self._data)]
         ends = [start for _, start in starts[1:]] + [len(self._data)]
         self._blocks = {name: (start, end) for (name, start), end in zip(starts, ends, strict=True)}
@@ -211,11 +231,11 @@ class _ComponentFile:
         return atoms
 
 
-def _map_or_read(uri: str) -> bytes | mmap.mmap:
+def _map_or_read(uri: str, storage_options: dict | None) -> bytes | mmap.mmap:
     """Memory-map a plain local file (the full CCD is ~400 MB); read anything else into memory."""
     if "://" not in uri or uri.startswith("file://"):
         path = uri.removeprefix("file://")
         with open(path, "rb") as handle:
             if handle.read(2) != GZIP_MAGIC:
                 return mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
-    return read_bytes(uri)
+    return read_bytes(uri, storage_options)

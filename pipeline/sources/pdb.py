@@ -91,10 +91,15 @@ class PdbConfig:
 @dataclass
 class PdbSource:
     name: ClassVar[str] = "pdb"
+    suffixes: ClassVar[tuple[str, ...]] = SUFFIXES  # what directory inputs are filtered to
     config: PdbConfig = field(default_factory=PdbConfig)
 
     def __post_init__(self) -> None:
-        self.components = ComponentDictionary(self.config.components_path, use_bundled=self.config.use_bundled_ccd)
+        self.components = ComponentDictionary(
+            self.config.components_path,
+            use_bundled=self.config.use_bundled_ccd,
+            storage_options=self.config.storage_options,
+        )
 
     def read(self, uri: str) -> Iterator[SourceItem | Reject]:
         """One item per file; unreadable files (corrupt gzip, empty, not UTF-8, no atoms) are rejects."""

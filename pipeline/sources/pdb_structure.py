@@ -13,17 +13,17 @@ Choices (why):
   (``Chain.sequence_source`` says which).
 - One-letter codes come from gemmi's residue table; modified residues take their parent's letter
   (MSE -> M), anything else is X — the same rule as wwPDB's ``pdbx_seq_one_letter_code_can``.
-- Alternate locations: per residue position, keep the conformer (altloc, and residue where the
-  position holds several residue names) with the highest mean occupancy; ties go to the first altloc
-  in alphabetical order. gemmi's ``remove_alternative_conformations`` keeps the *first* conformer
-  instead, so it is not used.
+- Alternate locations: per residue, keep the altloc with the highest mean occupancy (ties: the first
+  id; letters and the digits of old files alike); where a position holds several residue names
+  (micro-heterogeneity), the residue of the best conformer. gemmi's ``remove_alternative_conformations``
+  keeps the *first* conformer instead, so it is not used; the choice runs on gemmi's flat numpy view.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 import gemmi
 import numpy as np
@@ -90,12 +90,14 @@ class Entry:
     residue_ids: list[str]  # every residue kept in the model, in model order
     residue_chain: np.ndarray  # (R,) index into ``chains``; -1 outside protein chains
     residue_position: np.ndarray  # (R,) position in that chain's sequence; -1 outside protein chains
-    atom_residue: np.ndarray  # (N,) residue row of each heavy atom
+    atom_residue: np.ndarray  # (N,) residue row of each heavy atom, non-decreasing (file order)
     atom_positions: np.ndarray  # (N, 3) float
     ca_only: bool  # most protein residues carry a single atom: a CA trace, not an atomic model
 
     def atom_rows(self, residue_row: int) -> np.ndarray:
-        return np.flatnonzero(self.atom_residue == residue_row)
+        """Rows of ``atom_positions`` of one residue (atoms are stored residue by residue)."""
+        start, end = np.searchsorted(self.atom_residue, [residue_row, residue_row + 1])
+        return np.arange(start, end)
 
 
 def parse_structure(text: str) -> tuple[gemmi.Structure, str]:
@@ -165,37 +167,39 @@ def residue_id(chain_name: str, seqid: gemmi.SeqId) -> str:
     return f"{chain_label(chain_name)}:{seqid.num}{seqid.icode.strip()}"
 
 
-def resolve_altlocs(structure: gemmi.Structure) -> None:
-    """Keep one conformer per residue position of the first model: the highest mean occupancy."""
-    model = structure[0]
-    flagged = _residues_with_altlocs(structure)
-    row = 0
-    for chain in model:
-        chain_flags = flagged[row : row + len(chain)]
-        row += len(chain)
+def conformer_mask(altlocs: np.ndarray, occupancy: np.ndarray, residue_of_atom: np.ndarray) -> np.ndarray:
+    """Atoms to keep: those without altloc, and per residue those of its highest-mean-occupancy altloc
+    (ties: the first altloc id). Vectorized over the whole model."""
+    alternate = altlocs != 0
+    if not alternate.any():
+        return np.ones(len(altlocs), dtype=bool)
+    residue, altloc = residue_of_atom[alternate], altlocs[alternate].astype(np.int64) & 0xFF
+    keys, inverse = np.unique(residue * 256 + altloc, return_inverse=True)
+    means = np.bincount(inverse, weights=occupancy[alternate]) / np.bincount(inverse)
+    key_residue, key_altloc = keys // 256, keys % 256
+    order = np.lexsort((key_altloc, -means, key_residue))  # per residue: best mean first, then lowest id
+    first = order[np.r_[True, key_residue[order][1:] != key_residue[order][:-1]]]
+    chosen = np.zeros(int(residue_of_atom.max()) + 1, dtype=np.int64)
+    chosen[key_residue[first]] = key_altloc[first]
+    keep = np.ones(len(altlocs), dtype=bool)
+    keep[alternate] = altloc == chosen[residue]
+    return keep
+
+
+def resolve_microheterogeneity(structure: gemmi.Structure) -> None:
+    """Where one position holds several residues (e.g. SER and PRO as altlocs), keep the residue of
+    the highest-mean-occupancy conformer. Rare, so a plain loop over the few atoms involved."""
+    for chain in structure[0]:
         for group in reversed(list(_position_groups(chain))):  # back to front: deletions keep indices valid
-            if len(group) == 1 and not chain_flags[group[0]]:
-                continue
-            keep_index, keep_altloc = _best_conformer([chain[i] for i in group])
-            for i in reversed(group):
-                if i != group[keep_index]:
-                    del chain[i]
-            kept = chain[group[0]]
-            for j in reversed(range(len(kept))):
-                if kept[j].altloc not in ("\0", keep_altloc):
-                    del kept[j]
-
-
-def _residues_with_altlocs(structure: gemmi.Structure) -> np.ndarray:
-    """Per residue of the (only) model: does any atom carry an altloc? Vectorized, no atom loop."""
-    sizes = [len(residue) for chain in structure[0] for residue in chain]
-    altlocs = gemmi.FlatStructure(structure).altlocs != 0
-    residue_of_atom = np.repeat(np.arange(len(sizes)), sizes)
-    return np.bincount(residue_of_atom[altlocs], minlength=len(sizes)) > 0
+            if len(group) > 1:
+                keep = group[_best_residue([chain[i] for i in group])]
+                for i in reversed(group):
+                    if i != keep:
+                        del chain[i]
 
 
 def _position_groups(chain: gemmi.Chain) -> Iterator[list[int]]:
-    """Runs of residues sharing a sequence id (point micro-heterogeneity), as index lists."""
+    """Runs of residues sharing a sequence id, as index lists."""
     group: list[int] = []
     previous = None
     for i, residue in enumerate(chain):
@@ -209,19 +213,16 @@ def _position_groups(chain: gemmi.Chain) -> Iterator[list[int]]:
         yield group
 
 
-def _best_conformer(residues: list[gemmi.Residue]) -> tuple[int, str]:
-    best: tuple[float, int, str] | None = None
+def _best_residue(residues: list[gemmi.Residue]) -> int:
+    best: tuple[float, str, int] | None = None
     for index, residue in enumerate(residues):
         occupancy: dict[str, list[float]] = {}
         for atom in residue:
             occupancy.setdefault(atom.altloc, []).append(atom.occ)
-        altlocs = sorted(a for a in occupancy if a != "\0") or ["\0"]
-        for altloc in altlocs:
-            mean = float(np.mean(occupancy[altloc]))
-            if best is None or mean > best[0]:
-                best = (mean, index, altloc)
-    assert best is not None
-    return best[1], best[2]
+        for altloc, values in occupancy.items():
+            candidate = (-sum(values) / len(values), altloc, index)
+            best = candidate if best is None or candidate < best else best
+    return best[2] if best else 0
 
 
 def load_entry(text: str, fallback_id: str) -> Entry:
@@ -235,11 +236,9 @@ def load_entry(text: str, fallback_id: str) -> Entry:
     if file_format == "pdb":
         structure.assign_label_seq_id(False)  # aligns modelled residues to SEQRES
     structure.remove_waters()
-    resolve_altlocs(structure)
-    ligand_atoms = _ligand_atoms(structure)  # hydrogens kept: bond perception needs them
-    structure.remove_hydrogens()  # keeps residues and chains, so ``ligand_atoms`` keys stay valid
+    resolve_microheterogeneity(structure)
     info = dict(structure.info)
-    return _EntryBuilder(structure, ligand_atoms).build(
+    return _EntryBuilder(structure).build(
         entry_id=(info.get("_entry.id") or (structure.name if file_format == "mmcif" else fallback_id)).upper(),
         file_format=file_format,
         method=info.get("_exptl.method"),
@@ -249,35 +248,20 @@ def load_entry(text: str, fallback_id: str) -> Entry:
     )
 
 
-def _ligand_atoms(structure: gemmi.Structure) -> dict[tuple[int, int], tuple[tuple[str, ...], np.ndarray, int]]:
-    """Elements, coordinates and total formal charge of each non-polymer / branched residue."""
-    found = {}
-    for chain_index, chain in enumerate(structure[0]):
-        for residue_index, residue in enumerate(chain):
-            if residue.entity_type in (gemmi.EntityType.NonPolymer, gemmi.EntityType.Branched):
-                atoms = list(residue)
-                found[chain_index, residue_index] = (
-                    tuple(atom.element.name for atom in atoms),
-                    np.array([atom.pos.tolist() for atom in atoms], dtype=np.float64).reshape(-1, 3),
-                    sum(atom.charge for atom in atoms),
-                )
-    return found
-
-
 def _year(date: str | None) -> int | None:
     return int(date[:4]) if date and date[:4].isdigit() else None
 
 
 class _EntryBuilder:
-    """One pass over the residues of the cleaned model; the atom table comes from gemmi's flat view."""
+    """One pass over the residues for sequences and ligands; atoms come from gemmi's flat (numpy) view,
+    filtered there for hydrogens and altlocs, so no Python loop touches individual atoms."""
 
-    def __init__(self, structure: gemmi.Structure, ligand_atoms: dict) -> None:
+    def __init__(self, structure: gemmi.Structure) -> None:
         self.structure = structure
-        self.ligand_atoms = ligand_atoms
         self.entities = {sub: entity for entity in structure.entities for sub in entity.subchains}
         self.chains: list[Chain] = []
         self.other_polymers: list[str] = []
-        self.ligands: list[Ligand] = []
+        self.ligands: list[tuple[int, str, str, bool]] = []  # (row, name, chain label, branched)
         self.residue_ids: list[str] = []
         self.residue_chain: list[int] = []
         self.residue_position: list[int] = []
@@ -285,31 +269,37 @@ class _EntryBuilder:
         self.polymer_keys: set[str] = set()  # residue ids of polymer residues
 
     def build(self, **fields) -> Entry:
-        for chain_index, chain in enumerate(self.structure[0]):
-            self._add_chain(chain_index, chain)
-        self._mark_covalent_ligands()
+        for chain in self.structure[0]:
+            self._add_chain(chain)
         flat = gemmi.FlatStructure(self.structure)
         sizes = np.asarray(self.sizes, dtype=np.int64)
-        if len(flat) != sizes.sum():  # the flat view walks chains/residues/atoms in the same order
+        if len(flat) != sizes.sum():  # the flat view walks chains/residues/atoms in this same order
             raise RuntimeError(f"gemmi flat view has {len(flat)} atoms, residues hold {sizes.sum()}")
-        protein_sizes = sizes[np.asarray(self.residue_chain) >= 0]
+        residue_of_atom = np.repeat(np.arange(len(sizes)), sizes)
+        keep = conformer_mask(flat.altlocs, flat.occ, residue_of_atom) if len(sizes) else np.zeros(0, bool)
+        heavy = keep & (flat.elements != 1)  # gemmi gives H and D atomic number 1
+        atom_residue = residue_of_atom[heavy]
+        heavy_sizes = np.bincount(atom_residue, minlength=len(sizes))
+        residue_chain = np.asarray(self.residue_chain, dtype=np.int64)
+        protein_sizes = heavy_sizes[residue_chain >= 0]
+        starts = np.concatenate([[0], np.cumsum(sizes)])
         return Entry(
             chains=self.chains,
             other_polymers=self.other_polymers,
-            ligands=self.ligands,
+            ligands=[self._ligand(flat, keep, starts, heavy_sizes, *ligand) for ligand in self.ligands],
             residue_ids=self.residue_ids,
-            residue_chain=np.asarray(self.residue_chain, dtype=np.int64),
+            residue_chain=residue_chain,
             residue_position=np.asarray(self.residue_position, dtype=np.int64),
-            atom_residue=np.repeat(np.arange(len(sizes)), sizes),
-            atom_positions=np.asarray(flat.pos, dtype=np.float64),
+            atom_residue=atom_residue,
+            atom_positions=np.asarray(flat.pos, dtype=np.float64)[heavy],
             ca_only=bool(len(protein_sizes)) and float(np.mean(protein_sizes <= 1)) > 0.5,
             **fields,
         )
 
-    def _add_chain(self, chain_index: int, chain: gemmi.Chain) -> None:
+    def _add_chain(self, chain: gemmi.Chain) -> None:
         protein: list[tuple[int, gemmi.Residue]] = []
         polymer_type = None
-        for residue_index, residue in enumerate(chain):
+        for residue in chain:
             row = len(self.residue_ids)
             self.residue_ids.append(residue_id(chain.name, residue.seqid))
             self.residue_chain.append(-1)
@@ -322,8 +312,7 @@ class _EntryBuilder:
                 if polymer_type == gemmi.PolymerType.PeptideL:
                     protein.append((row, residue))
             elif kind in (gemmi.EntityType.NonPolymer, gemmi.EntityType.Branched):
-                atoms = self.ligand_atoms[chain_index, residue_index]
-                self.ligands.append(self._ligand(chain, residue, row, atoms, kind == gemmi.EntityType.Branched))
+                self.ligands.append((row, residue.name, chain_label(chain.name), kind == gemmi.EntityType.Branched))
         if polymer_type is not None and polymer_type != gemmi.PolymerType.PeptideL:
             self.other_polymers.append(POLYMER_TYPE_NAMES.get(polymer_type, str(polymer_type).split(".")[-1]))
         if protein:
@@ -353,25 +342,28 @@ class _EntryBuilder:
             )
         )
 
-    def _ligand(self, chain: gemmi.Chain, residue: gemmi.Residue, row: int, atoms: tuple, branched: bool) -> Ligand:
-        info = gemmi.find_tabulated_residue(residue.name)
-        is_sugar = info is not None and info.kind in (gemmi.ResidueKind.PYR, gemmi.ResidueKind.KET)
-        elements, positions, charge = atoms
+    def _ligand(self, flat, keep, starts, heavy_sizes, row: int, name: str, chain: str, branched: bool) -> Ligand:
+        atoms = np.arange(starts[row], starts[row + 1])[keep[starts[row] : starts[row + 1]]]
+        info = gemmi.find_tabulated_residue(name)
+        sugar = info is not None and info.kind in (gemmi.ResidueKind.PYR, gemmi.ResidueKind.KET)
+        covalent = self.residue_ids[row] in self._covalently_linked
         return Ligand(
-            ccd_id=residue.name,
-            chain_id=chain_label(chain.name),
+            ccd_id=name,
+            chain_id=chain,
             residue_id=self.residue_ids[row],
             row=row,
             branched=branched,
-            glycan=branched or is_sugar,  # narrowed to polymer-linked sugars in _mark_covalent_ligands
-            covalent=False,
-            heavy_atoms=len(residue),
-            elements=elements,
-            positions=positions,
-            formal_charge=charge,
+            glycan=branched or (sugar and covalent),
+            covalent=covalent,
+            heavy_atoms=int(heavy_sizes[row]),
+            elements=tuple(e.decode() for e in flat.element_names[atoms]),
+            positions=np.asarray(flat.pos, dtype=np.float64)[atoms],
+            formal_charge=int(flat.charge[atoms].sum()),
         )
 
-    def _mark_covalent_ligands(self) -> None:
+    @cached_property
+    def _covalently_linked(self) -> frozenset[str]:
+        """Residue ids with a covalent bond (struct_conn / LINK) to a polymer residue."""
         linked: set[str] = set()
         for connection in self.structure.connections:
             if connection.type != gemmi.ConnectionType.Covale:
@@ -380,9 +372,7 @@ class _EntryBuilder:
             for this, other in ((one, two), (two, one)):
                 if residue_id(other.chain_name, other.res_id.seqid) in self.polymer_keys:
                     linked.add(residue_id(this.chain_name, this.res_id.seqid))
-        for ligand in self.ligands:
-            ligand.covalent = ligand.residue_id in linked
-            ligand.glycan = ligand.branched or (ligand.glycan and ligand.covalent)
+        return frozenset(linked)
 
 
 def _deposited_sequence(entity, modelled: list[tuple[str, int | None]]) -> tuple[list[str], list[int], str]:

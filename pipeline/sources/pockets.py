@@ -10,6 +10,7 @@ protein heavy atoms of an entry serves all its ligands.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -63,6 +64,12 @@ def binding_site(entry: Entry, residue_rows: np.ndarray, cutoff: float) -> Bindi
     return BindingSite(protein, Pocket(residues, cutoff=cutoff, residue_ids=residue_ids))
 
 
+@lru_cache(maxsize=65536)
+def ligand_dedup_key(smiles: str) -> str:
+    """InChIKey (SMILES where InChI has none); cached, as the same ligands recur across entries."""
+    return inchikey(smiles) or smiles
+
+
 def entry_metadata(entry: Entry) -> dict[str, Any]:
     return metadata_without_nones(
         entry_id=entry.entry_id,
@@ -97,7 +104,7 @@ def ligand_samples(
     """The pocket, complex, search and trans samples of one ligand instance."""
     site = binding_site(entry, residue_rows, cutoff)
     complex_ = Complex(site.protein, Molecule(component.smiles, source_id=ligand.ccd_id), site.pocket)
-    ligand_key = inchikey(component.smiles) or component.smiles
+    ligand_key = ligand_dedup_key(component.smiles)
     sequences = "/".join(chain.sequence for chain in site.protein.chains)
     positions = ",".join(f"{c}:{i}" for c, i in site.pocket.residues)
     metadata = entry_metadata(entry) | {

@@ -24,6 +24,7 @@ from pipeline.sources.ccd import (
     PERCEIVED,
     ComponentDictionary,
     ComponentError,
+    finish_smiles,
     perceive_smiles,
 )
 
@@ -154,3 +155,10 @@ def test_unknown_element_is_a_clear_error() -> None:
     with pytest.raises(ComponentError) as error:
         perceive_smiles("UNX", ["X", "C"], np.zeros((2, 3)), 0, allow_connectivity_only=True)
     assert error.value.reason_code == "unknown_element"
+
+
+def test_smiles_outside_the_grammar_vocabulary_is_a_clear_error() -> None:
+    """The vocabulary has charges up to ±4; uranyl's U(VI) is written [U+6] and cannot be tokenized."""
+    with pytest.raises(ComponentError) as error:
+        finish_smiles(Chem.MolFromSmiles("[U+6]"), "U6", stereo_from_3d=False)
+    assert error.value.reason_code == "unknown_token" and "[U+6]" in str(error.value)
