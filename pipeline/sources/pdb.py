@@ -170,6 +170,8 @@ class EntryConverter:
             self.rejects.append(reject_from(self.item, "convert", StructureError("no_protein_chain", reason)))
             return Conversion([], self.rejects)
         ligands = self._ligand_candidates()
+        if not set(self.config.tasks) - {"protein"}:
+            ligands = []  # no ligand task asked for: skip the pocket search and the CCD
         if self.entry.ca_only:
             error = StructureError("ca_only_model", "CA-only trace: no pocket or complex samples; sequences kept")
             self.rejects.append(reject_from(self.item, "convert", error, part="structure"))
