@@ -1,0 +1,155 @@
+"""Running a stage as a dataset version: read inputs, reuse or compute, register.
+
+Inputs are dataset references (``NAME`` or ``NAME@VERSION`` in the store) or URIs of tokenized
+shards: an ingest output folder (``records/*.parquet`` and ``rejects/*.parquet``), a folder of Parquet
+files, files or globs. A URI input is identified by a checksum of its files' bytes. ``run_stage``
+computes the version id from inputs and config before doing any work and returns the existing
+version untouched when there is one. Execution-only settings (Ray on/off, batch sizes, threads,
+shard size) are left out of the id: they do not change the result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from grammar.tokenizer import default_tokenizer
+from pipeline.io import expand_inputs
+from pipeline.records import SHARD_SCHEMA
+from pipeline.versions.manifest import InputRef, Manifest, TableRef, code_version, file_sha256, version_id
+from pipeline.versions.store import DatasetStore
+
+EXECUTION_FIELDS = frozenset({"use_ray", "batch_rows", "threads", "docs_per_shard", "verify"})
+
+
+class InputError(ValueError):
+    """An input that is not a dataset in the store nor readable tokenized shards, with why."""
+
+
+@dataclass
+class Inputs:
+    refs: list[InputRef]
+    records: pl.LazyFrame
+    rejects: pl.LazyFrame | None
+    manifests: list[Manifest]  # the dataset inputs' manifests (URI inputs have none)
+
+
+@dataclass
+class StageOutput:
+    tables: dict[str, pl.DataFrame | TableRef]
+    counts: dict[str, Any]
+    outputs: dict[str, Any] = field(default_factory=dict)
+    staged_files: Path | None = None
+
+
+@dataclass
+class StageRun:
+    manifest: Manifest
+    reused: bool  # True when the same inputs and config were already registered
+
+
+def semantic_config(value: Any) -> Any:
+    """A config as JSON-able data without execution-only fields (they do not change results)."""
+    if hasattr(value, "__dataclass_fields__"):
+        value = asdict(value)
+    if isinstance(value, dict):
+        return {k: semantic_config(v) for k, v in value.items() if k not in EXECUTION_FIELDS}
+    if isinstance(value, list | tuple):
+        return [semantic_config(v) for v in value]
+    return value
+
+
+def uri_input(spec: str) -> tuple[InputRef, pl.LazyFrame, pl.LazyFrame | None]:
+    root = Path(spec)
+    if root.is_dir() and (root / "records").is_dir():  # an ingest output folder
+        records = expand_inputs([str(root / "records")], (".parquet",))
+        rejects = expand_inputs([str(root / "rejects")], (".parquet",)) if (root / "rejects").is_dir() else []
+    else:
+        records, rejects = expand_inputs([spec], (".parquet",)), []
+    if not records:
+        raise InputError(f"{spec}: no Parquet record shards found")
+    digest = hashlib.sha256()
+    for path in records + rejects:
+        digest.update(f"{Path(path).name}\x00{file_sha256(Path(path))}\n".encode())
+    for path in records:
+        missing = set(SHARD_SCHEMA.names) - set(pl.read_parquet_schema(path))
+        if missing:
+            raise InputError(f"{path}: not a tokenized shard, missing columns {sorted(missing)}")
+    ref = InputRef(uri=str(spec), checksum="sha256:" + digest.hexdigest())
+    return ref, pl.scan_parquet(records).select(SHARD_SCHEMA.names), pl.scan_parquet(rejects) if rejects else None
+
+
+def load_inputs(store: DatasetStore, specs: Sequence[str]) -> Inputs:
+    refs, records, rejects, manifests = [], [], [], []
+    for spec in specs:
+        name = spec.partition("@")[0]
+        if name in store.names():
+            manifest = store.manifest(spec)
+            manifests.append(manifest)
+            refs.append(InputRef(name=manifest.name, version=manifest.version))
+            records.append(store.scan(manifest))
+            if "rejects" in manifest.tables:
+                rejects.append(store.scan(manifest, "rejects"))
+        elif Path(spec).exists() or "://" in spec or any(c in spec for c in "*?["):
+            ref, shard_records, shard_rejects = uri_input(spec)
+            refs.append(ref)
+            records.append(shard_records)
+            rejects.extend([shard_rejects] if shard_rejects is not None else [])
+        else:
+            raise InputError(f"{spec!r} is neither a dataset in {store.root} nor an existing path or URI")
+    if not records:
+        raise InputError("no inputs given")
+    return Inputs(refs, pl.concat(records, how="diagonal_relaxed"), pl.concat(rejects) if rejects else None, manifests)
+
+
+def record_counts(records: pl.DataFrame | pl.LazyFrame) -> dict[str, dict[str, dict[str, int]]]:
+    """Records and tokens per split and domain (split "all" before the split stage)."""
+    lazy = records.lazy()
+    split = pl.col("split") if "split" in lazy.collect_schema().names() else pl.lit("all")
+    grouped = lazy.group_by(split.alias("split"), "domain").agg(n=pl.len(), tokens=pl.col("n_tokens").sum())
+    counts: dict[str, dict[str, dict[str, int]]] = {"records": {}, "tokens": {}}
+    for split_name, domain, n, tokens in grouped.sort("split", "domain").collect().iter_rows():
+        counts["records"].setdefault(split_name, {})[domain] = int(n)
+        counts["tokens"].setdefault(split_name, {})[domain] = int(tokens)
+    return counts
+
+
+def inherited_counts(inputs: Inputs) -> dict[str, Any]:
+    """Rejects and duplicates found upstream, so a late version still reports its whole lineage."""
+    rejects = sum(m.counts.get("rejects", 0) for m in inputs.manifests)
+    if inputs.rejects is not None and not inputs.manifests:
+        rejects += int(inputs.rejects.select(pl.len()).collect().item())
+    duplicates: dict[str, int] = {}
+    for manifest in inputs.manifests:
+        for reason, n in manifest.counts.get("duplicates", {}).items():
+            duplicates[reason] = duplicates.get(reason, 0) + n
+    return {"rejects": rejects, "duplicates": duplicates}
+
+
+def run_stage(
+    store: DatasetStore, name: str, stage: str, specs: Sequence[str], config: dict[str, Any],
+    compute: Callable[[Inputs, str, DatasetStore], StageOutput], run: dict[str, Any] | None = None,
+) -> StageRun:
+    """Reuse the version for (inputs, config, code, tokenizer) if registered, else compute and register it."""
+    inputs = load_inputs(store, specs)
+    tokenizer_hash = default_tokenizer().content_hash
+    code = code_version()
+    version = version_id(stage, inputs.refs, config, code, tokenizer_hash)
+    existing = store.find(name, version)
+    if existing is not None:
+        return StageRun(existing, reused=True)
+    output = compute(inputs, version, store)
+    tables = {
+        table: data if isinstance(data, TableRef) else store.write_table(name, table, data)
+        for table, data in output.tables.items()
+    }
+    manifest = Manifest(
+        name=name, version=version, stage=stage, inputs=inputs.refs, config=config, code_version=code,
+        tokenizer_hash=tokenizer_hash, counts=output.counts, tables=tables, outputs=output.outputs, run=run or {},
+    )
+    return StageRun(store.register(manifest, output.staged_files), reused=False)
