@@ -93,7 +93,7 @@ def protein_sample(entry: Entry, chain_indices: list[int], skipped: dict[str, di
     }
     return Sample(
         "protein", "protein", FORMATS["protein"].write(protein), f"{entry.entry_id}:{first.chain_id}",
-        dedup_key("protein", first.sequence), metadata,
+        dedup_key("protein", first.sequence), metadata, obj=protein,
     )
 
 
@@ -130,11 +130,12 @@ def ligand_samples(
             canonical.append(ligand_key)
         if task != "complex_residue_smiles":  # every other form marks the pocket
             canonical.append(positions)
+        obj = complex_ if is_complex else site
         samples.append(
             Sample(
-                form.domain, task, form.write(complex_ if is_complex else site),
+                form.domain, task, form.write(obj),
                 f"{entry.entry_id}:{ligand.residue_id}:{ligand.ccd_id}", dedup_key(form.domain, "|".join(canonical)),
-                {**metadata, "copies": [ligand.residue_id]},
+                {**metadata, "copies": [ligand.residue_id]}, obj=obj,
             )
         )
     return samples
