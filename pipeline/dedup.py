@@ -30,6 +30,7 @@ import pyarrow.parquet as pq
 
 MATERIAL_GROUP_PREFIX = "material:"
 RANK_COLUMNS = ("_rank", "content_id", "source", "source_id", "source_uri")
+KEEP_COLUMNS = ("content_id", "source", "source_id")  # how a duplicate names its kept record
 
 DUPLICATE_SCHEMA = pa.schema(
     [
@@ -104,28 +105,31 @@ def duplicate_rows(dropped: pl.DataFrame, reason: str, key: pl.Expr, similarity:
 def mark_first(frame: pl.DataFrame) -> pl.DataFrame:
     """Sort by key then rank; ``_first`` marks the kept record, ``_keep_*`` name it on every row."""
     frame = frame.with_columns(_key=exact_key()).sort(["_key", *RANK_COLUMNS])
-    return frame.with_columns(
-        _first=pl.int_range(pl.len()).over("_key") == 0,
-        **{f"_keep_{c}": pl.col(c).first().over("_key") for c in ("content_id", "source", "source_id")},
-    )
+    # Sorted by key, so a group starts where the key changes (cheaper than window expressions).
+    frame = frame.with_columns(_first=(pl.col("_key") != pl.col("_key").shift(1)).fill_null(True))
+    keep = {f"_keep_{c}": pl.when("_first").then(pl.col(c)).forward_fill() for c in KEEP_COLUMNS}
+    return frame.with_columns(**keep)
 
 
 def exact_dedup(config: ExactDedupConfig, records: pl.DataFrame | pa.Table) -> DedupResult:
-    frame = mark_first(with_rank(as_frame(records), config.source_priority).with_row_index("_row"))
+    frame = as_frame(records).with_row_index("_row")
+    # Decide on the small key columns only; the heavy ones (text, token ids) move once, at the end.
+    keys = frame.select("_row", "content_id", "source", "source_id", "source_uri", "domain", "task", "dedup_key")
+    decided = mark_first(with_rank(keys, config.source_priority))
     is_group = pl.col("dedup_key").str.starts_with(MATERIAL_GROUP_PREFIX)
-    if config.match_structures and frame.filter(is_group & ~pl.col("_first")).height:
-        frame = match_structure_groups(frame, is_group)
-    helper = [c for c in frame.columns if c.startswith("_")]
-    kept = frame.filter(pl.col("_first")).drop(helper)
-    duplicates = duplicate_rows(frame.filter(~pl.col("_first")), "exact", pl.col("dedup_key"), pl.lit(1.0))
+    if config.match_structures and decided.filter(is_group & ~pl.col("_first")).height:
+        decided = match_structure_groups(decided, frame.select("_row", "text"), is_group)
+    kept = frame.filter(pl.col("_row").is_in(decided.filter(pl.col("_first"))["_row"].implode())).drop("_row")
+    duplicates = duplicate_rows(decided.filter(~pl.col("_first")), "exact", pl.col("dedup_key"), pl.lit(1.0))
     return DedupResult(sorted_output(kept), duplicates.sort("content_id", "source", "source_id"))
 
 
-def match_structure_groups(frame: pl.DataFrame, is_group: pl.Expr) -> pl.DataFrame:
+def match_structure_groups(frame: pl.DataFrame, texts: pl.DataFrame, is_group: pl.Expr) -> pl.DataFrame:
     """Inside each crystal group, keep one record per StructureMatcher class (greedy, in rank order)."""
     from grammar.formats import FORMATS  # imports pymatgen: only when crystals are present
 
-    groups = frame.filter(is_group).partition_by("_key", maintain_order=True)
+    members = frame.filter(is_group).join(texts, on="_row", maintain_order="left")
+    groups = members.partition_by("_key", maintain_order=True)
     updates = []
     for group in groups:
         representatives: list[tuple[dict, object]] = []
