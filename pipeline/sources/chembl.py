@@ -30,7 +30,14 @@ from grammar.molecule import mol_from_smiles
 from pipeline.io import open_binary, open_text
 from pipeline.records import Reject, Sample, SourceItem
 from pipeline.sources.base import Conversion
-from pipeline.sources.smiles import WrongHeader, convert_molecule, guarded, molecule_sample, sniff_delimiter
+from pipeline.sources.smiles import (
+    MoleculeKey,
+    WrongHeader,
+    convert_molecule,
+    guarded,
+    molecule_sample,
+    sniff_delimiter,
+)
 
 ID_COLUMNS = ("molecule_chembl_id", "Molecule ChEMBL ID", "chembl_id", "ChEMBL ID")
 SMILES_COLUMNS = ("canonical_smiles", "smiles", "Smiles", "SMILES")
@@ -60,6 +67,7 @@ class ChemblFormat(StrEnum):
 class ChemblConfig:
     format: ChemblFormat | None = None  # None: detected from the file's first bytes
     standardize: bool = True  # ChEMBL Structure Pipeline: ~5x the conversion cost without it
+    molecule_key: MoleculeKey = MoleculeKey.INCHIKEY
     storage_options: dict[str, Any] | None = field(default=None, hash=False)
 
     def __post_init__(self) -> None:
@@ -154,7 +162,7 @@ class ChemblSource:
                 mol = mol_from_smiles(original)
             metadata = {"chembl_id": chembl_id, **{k: v for k, v in fields.items() if v is not None}}
             return molecule_sample(mol, chembl_id, standardize=standardize, metadata=metadata,
-                                   original=original)
+                                   original=original, key=self.config.molecule_key)
 
         return convert_molecule(item, make)
 

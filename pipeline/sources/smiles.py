@@ -13,6 +13,7 @@ import itertools
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, ClassVar
 
 from chembl_structure_pipeline import standardizer
@@ -78,8 +79,16 @@ def chembl_parent(mol: Chem.Mol) -> Chem.Mol:
     return parent
 
 
+class MoleculeKey(StrEnum):
+    """What a molecule's exact-dedup key is built from (the same choice must hold across sources)."""
+
+    INCHIKEY = "inchikey"  # standard InChIKey: also unifies tautomers; ~1.5x the cost of parse + canonicalize
+    CANONICAL_SMILES = "canonical_smiles"  # RDKit canonical SMILES of the (standardized) molecule: cheap
+
+
 def molecule_sample(
-    mol: Chem.Mol, source_id: str, *, standardize: bool, metadata: dict[str, Any], original: str | None = None
+    mol: Chem.Mol, source_id: str, *, standardize: bool, metadata: dict[str, Any], original: str | None = None,
+    key: MoleculeKey = MoleculeKey.INCHIKEY,
 ) -> Sample:
     """A ``molecule`` sample of ``mol`` (already sanitized, or a raw ctab when ``standardize``).
 
@@ -87,15 +96,20 @@ def molecule_sample(
     """
     if standardize:
         mol = chembl_parent(mol)
-    # Re-reading RDKit's output makes the text a fixed point of the grammar's own parse-and-canonicalize.
-    final = mol_from_smiles(Chem.MolToSmiles(mol))
-    smiles = Chem.MolToSmiles(final)
-    key = Chem.MolToInchiKey(final) or smiles  # InChI has no key for some organometallics
+    smiles = Chem.MolToSmiles(mol)
+    if standardize or smiles != original:
+        # Re-reading RDKit's output makes the text a fixed point of the grammar's own parse-and-canonicalize
+        # (rare stereo cases change on a second pass). An input string that parsed to exactly this output
+        # already is that fixed point and needs no re-read.
+        mol = mol_from_smiles(smiles)
+        smiles = Chem.MolToSmiles(mol)
+    inchikey = Chem.MolToInchiKey(mol) if key is MoleculeKey.INCHIKEY else ""
+    canonical = inchikey or smiles  # InChI has no key for some organometallics
     if original is not None and original != smiles:
         metadata = {**metadata, "original_smiles": original}
     molecule = Molecule(smiles, source_id)
     text = FORMATS["molecule"].write(molecule)
-    return Sample("molecule", "molecule", text, source_id, dedup_key("molecule", key), metadata, obj=molecule)
+    return Sample("molecule", "molecule", text, source_id, dedup_key("molecule", canonical), metadata, obj=molecule)
 
 
 def convert_molecule(item: SourceItem, make: Callable[[], Sample]) -> Conversion:
@@ -113,6 +127,7 @@ class SmilesConfig:
     id_column: int | str | None = None  # source ids; default "<file>:line N"
     delimiter: str | None = None  # None: sniffed from the first line (',', ';', tab), else one column
     standardize: bool = False  # ChEMBL Structure Pipeline: ~5x the conversion cost
+    molecule_key: MoleculeKey = MoleculeKey.INCHIKEY
     storage_options: dict[str, Any] | None = field(default=None, hash=False)
 
 
@@ -161,7 +176,7 @@ class SmilesSource:
         def make() -> Sample:
             mol = mol_from_smiles(smiles)
             return molecule_sample(mol, item.payload["id"], standardize=self.config.standardize, metadata={},
-                                   original=smiles)
+                                   original=smiles, key=self.config.molecule_key)
 
         return convert_molecule(item, make)
 

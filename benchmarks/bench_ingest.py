@@ -1,0 +1,188 @@
+"""Ingest throughput: the full ingest path against the bare library parse, per domain, in the same run;
+then 1 vs 2 Ray workers on real SMILES; peak memory of the whole process tree.
+
+    python benchmarks/bench_ingest.py [--molecules 20000] [--ray-rows 200000] [--skip-ray]
+
+Floors: molecules and reactions = RDKit parse + canonical SMILES; proteins/complexes = gemmi read of the
+entry; materials = pymatgen parse + spglib space group. The ingest path = source read + convert (grammar
+objects, validation, dedup keys) + tokenize + Parquet write, single process (per core).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import gzip
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "tests/data"
+SCALE = ROOT.parent / "shared/data/scale/moses_train_smiles.csv.gz"
+
+
+class PeakRss:
+    """Peak resident memory of this process and all its descendants (Ray workers included)."""
+
+    def __init__(self) -> None:
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        me = psutil.Process()
+        while not self._stop.is_set():
+            total = 0
+            for proc in [me, *me.children(recursive=True)]:
+                with contextlib.suppress(psutil.Error):
+                    total += proc.memory_info().rss
+            self.peak = max(self.peak, total)
+            self._stop.wait(0.2)
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def timed(fn: Callable[[], int]) -> tuple[int, float]:
+    start = time.perf_counter()
+    count = fn()
+    return count, time.perf_counter() - start
+
+
+def moses_smiles(rows: int) -> list[str]:
+    with gzip.open(SCALE, "rt") as handle:
+        reader = csv.reader(handle)
+        next(reader)
+        return [row[0] for _, row in zip(range(rows), reader, strict=False)]
+
+
+def ingest_in_process(source_name: str, files: list[Path], out: Path, options: dict | None = None) -> tuple[int, int]:
+    """(items, records) through read -> convert -> tokenize -> Parquet, one process."""
+    from grammar.tokenizer import default_tokenizer
+    from pipeline.convert import convert_items
+    from pipeline.records import SHARD_SCHEMA
+    from pipeline.shards import write_rows
+    from pipeline.sources import make_source
+
+    source, tokenizer = make_source(source_name, options), default_tokenizer()
+    items = records = 0
+    for index, path in enumerate(files):
+        chunk = list(source.read(str(path)))
+        result = convert_items(source, tokenizer, chunk)
+        write_rows(result.records, SHARD_SCHEMA, str(out / f"{source_name}-{index}.parquet"))
+        items, records = items + result.stats.items_read, records + result.stats.records
+    return items, records
+
+
+def domain_rows(tmp: Path, n_molecules: int) -> list[tuple[str, Callable[[], int], Callable[[], tuple[int, int]]]]:
+    import gemmi
+    from pymatgen.core import Structure
+    from pymatgen.io.cif import CifParser
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+    from rdkit import Chem
+
+    smiles = moses_smiles(n_molecules) if SCALE.exists() else []
+    smiles_file = tmp / "molecules.smi"
+    smiles_file.write_text("\n".join(smiles) + "\n")
+    with open(DATA / "uspto/USPTO_50K_sample.csv") as handle:
+        reactions = [row["reactants>reagents>production"] for row in csv.DictReader(handle)]
+    pdb_files = sorted((DATA / "pdb/mmcif").glob("*.cif"))
+    with open(DATA / "mp/mp_20_sample.csv") as handle:
+        cifs = [row["cif"] for row in csv.DictReader(handle)]
+    structures = sorted((DATA / "mp/structures").glob("*.json"))
+
+    def rdkit_molecules() -> int:
+        return sum(1 for s in smiles if Chem.MolToSmiles(Chem.MolFromSmiles(s)))
+
+    def rdkit_reactions() -> int:
+        for rxn in reactions:
+            for part in rxn.split(">"):
+                for s in filter(None, part.split(".")):
+                    Chem.MolToSmiles(Chem.MolFromSmiles(s))
+        return len(reactions)
+
+    def gemmi_entries() -> int:
+        return sum(1 for path in pdb_files if gemmi.read_structure(str(path)))
+
+    def pymatgen_crystals() -> int:
+        parsed = [CifParser.from_str(c).parse_structures(primitive=False)[0] for c in cifs]
+        parsed += [Structure.from_file(p) for p in structures]
+        return sum(1 for s in parsed if SpacegroupAnalyzer(s, symprec=0.01).get_space_group_number())
+
+    out = tmp / "out"
+    out.mkdir()
+    return [
+        ("molecule", rdkit_molecules, lambda: ingest_in_process("smiles", [smiles_file], out)),
+        ("molecule (key=smiles)", rdkit_molecules,
+         lambda: ingest_in_process("smiles", [smiles_file], out, {"molecule_key": "canonical_smiles"})),
+        ("reaction", rdkit_reactions, lambda: ingest_in_process("uspto", [DATA / "uspto/USPTO_50K_sample.csv"], out)),
+        ("protein+complex", gemmi_entries, lambda: ingest_in_process("pdb", pdb_files, out)),
+        ("material", pymatgen_crystals,
+         lambda: ingest_in_process("mp", [DATA / "mp/mp_20_sample.csv", *structures], out)),
+    ]
+
+
+def per_domain(n_molecules: int, rounds: int) -> None:
+    print("per domain, one process: items/s of the full ingest path vs the bare library parse (same run;")
+    print(f"best of {rounds} alternating rounds each, so both sides see the same machine load)")
+    print(f"{'domain':22s} {'floor items/s':>14s} {'ingest items/s':>15s} {'records/s':>10s} {'ingest/floor':>13s}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for domain, floor, ingest in domain_rows(Path(tmp), n_molecules):
+            ingest()  # warm caches (CCD, tokenizer, RDKit) so both sides are measured warm
+            floor_s = ingest_s = float("inf")
+            for _ in range(rounds):
+                floor_items, seconds = timed(floor)
+                floor_s = min(floor_s, seconds)
+                (items, records), seconds = timed(lambda ingest=ingest: ingest())
+                ingest_s = min(ingest_s, seconds)
+            print(f"{domain:22s} {floor_items / floor_s:14.0f} {items / ingest_s:15.0f} {records / ingest_s:10.0f} "
+                  f"{(items / ingest_s) / (floor_items / floor_s):12.2f}x")
+
+
+def ray_scaling(rows: int) -> None:
+    from pipeline.ingest import IngestConfig, run_ingest
+    from pipeline.ray_runtime import ray_session
+
+    if not SCALE.exists():
+        print(f"# {SCALE} not found: skipping the Ray scaling run")
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        smiles_file = Path(tmp) / "molecules.smi"
+        smiles_file.write_text("\n".join(moses_smiles(rows)) + "\n")
+        seconds = {}
+        for workers in (1, 2):
+            with PeakRss() as memory, ray_session(num_cpus=workers):
+                config = IngestConfig("smiles", [str(smiles_file)], f"{tmp}/out{workers}", workers=workers)
+                summary = run_ingest(config)
+            seconds[workers] = summary.elapsed_s
+            print(f"Ray, {workers} worker(s): {rows} molecules in {summary.elapsed_s:.1f} s = "
+                  f"{rows / summary.elapsed_s:,.0f} molecules/s, {summary.stats.records} records, "
+                  f"peak RSS (driver + Ray) {memory.peak / 2**30:.2f} GiB")
+        print(f"speed-up 2 vs 1 workers: {seconds[1] / seconds[2]:.2f}x")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--molecules", type=int, default=20_000)
+    parser.add_argument("--ray-rows", type=int, default=200_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--skip-ray", action="store_true")
+    args = parser.parse_args()
+    per_domain(args.molecules, args.rounds)
+    if not args.skip_ray:
+        ray_scaling(args.ray_rows)
+
+
+if __name__ == "__main__":
+    main()
