@@ -3,16 +3,19 @@
 The ranks are started by PyTorch's elastic agent (what ``torchrun --standalone`` runs): each rank is
 ``python -m training.trainer <run_dir>/config.json`` in its own process group with the usual
 RANK/WORLD_SIZE/MASTER_* environment. When any rank fails, or the launcher is interrupted, the agent
-signals every rank's whole process group, which also ends helpers the ranks started (the checkpoint
-writer's multiprocessing manager).
+signals the process groups of the ranks still running; afterwards the launcher kills whatever else
+its ranks started (the checkpoint writer's multiprocessing manager outlives a killed rank). If the
+launcher itself is killed, each rank notices and ends its own process group.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 from training.config import TrainConfig, config_to_dict
@@ -20,6 +23,7 @@ from training.errors import TrainingError
 from training.trainer import LAUNCHER_PID_ENV
 
 CONFIG_FILE = "config.json"
+LAUNCH_ID_ENV = "LOGOS_LAUNCH_ID"
 
 
 class LaunchError(TrainingError, RuntimeError):
@@ -34,19 +38,49 @@ def write_run_config(config: TrainConfig) -> Path:
     return path
 
 
+@contextlib.contextmanager
+def _environment(**values: str) -> Iterator[None]:
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def kill_launch_processes(launch_id: str) -> list[int]:
+    """SIGKILL every process that carries this launch's id in its environment (ranks and whatever
+    they started, also when reparented). The elastic agent only signals the process groups of ranks
+    still running; a rank that was killed leaves its helpers (e.g. the checkpoint writer's manager)."""
+    import psutil
+
+    killed = []
+    for process in psutil.process_iter():
+        try:
+            if process.pid != os.getpid() and process.environ().get(LAUNCH_ID_ENV) == launch_id:
+                process.kill()
+                killed.append(process.pid)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return killed
+
+
 def launch_local(config: TrainConfig) -> None:
     from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs, Std
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
     config_path = write_run_config(config)
-    # Ranks inherit this and end themselves if this process disappears (see trainer._die_with_launcher).
-    os.environ[LAUNCHER_PID_ENV] = str(os.getpid())
+    launch_id = str(uuid.uuid4())
     launch = LaunchConfig(
         min_nodes=1,
         max_nodes=1,
         nproc_per_node=config.parallel.world_size,
-        run_id=str(uuid.uuid4()),
+        run_id=launch_id,
         rdzv_backend="c10d",
         rdzv_endpoint=f"localhost:{config.launch.master_port}",
         max_restarts=0,
@@ -54,7 +88,12 @@ def launch_local(config: TrainConfig) -> None:
         logs_specs=DefaultLogsSpecs(log_dir=str(Path(config.run_dir) / "logs"), tee=Std.ALL),
         shutdown_timeout=5,
     )
-    try:
-        elastic_launch(launch, entrypoint=sys.executable)("-m", "training.trainer", str(config_path))
-    except ChildFailedError as exc:
-        raise LaunchError(f"training run {config.run_dir} failed:\n{exc.format_msg()}") from None
+    # Ranks inherit both: the launcher pid to end themselves if this process disappears (see
+    # trainer._die_with_launcher), the launch id so that the sweep below finds all they started.
+    with _environment(**{LAUNCHER_PID_ENV: str(os.getpid()), LAUNCH_ID_ENV: launch_id}):
+        try:
+            elastic_launch(launch, entrypoint=sys.executable)("-m", "training.trainer", str(config_path))
+        except ChildFailedError as exc:
+            raise LaunchError(f"training run {config.run_dir} failed:\n{exc.format_msg()}") from None
+        finally:
+            kill_launch_processes(launch_id)

@@ -24,17 +24,19 @@ PEAK_BF16_TFLOPS = {
 }
 
 
-def training_flops_per_token(model: ModelConfig, seq_length: int, vocab_size: int) -> float:
+def training_flops_per_token(model: ModelConfig, seq_length: int, vocab_size: int, causal: bool = True) -> float:
     """Matmul FLOPs to train on one token: 3x the forward (forward + two backward matmuls).
 
-    Counts the projections, the SwiGLU MLP, the output layer, and causal attention (scores and
-    weighted values over on average half the sequence); norms and softmax are negligible.
+    Counts the projections, the SwiGLU MLP, the output layer over the padded vocabulary, and
+    attention (scores and weighted values); with ``causal`` only the half of the score matrix that
+    is not masked counts, as in MFU reports that do not credit masked work. Norms, softmax and
+    elementwise ops are negligible.
     """
     h, layers = model.hidden_size, model.num_layers
     q_dim, kv_dim = model.num_attention_heads * model.head_dim, model.num_query_groups * model.head_dim
     projections = h * (q_dim + 2 * kv_dim) + q_dim * h
     mlp = 3 * h * model.ffn_hidden_size
-    attention = 2 * q_dim * seq_length / 2  # QK^T and AV, causal: half the positions on average
+    attention = 2 * q_dim * seq_length * (0.5 if causal else 1.0)  # QK^T and AV
     forward = 2 * (layers * (projections + mlp + attention) + h * model.padded_vocab_size(vocab_size))
     return 3 * forward
 
