@@ -11,10 +11,11 @@ Steps, and how each scales:
    all cores) or per block on Ray Data (``use_ray``);
 2. candidates: rows sharing a band with another row of the same task (rensa's ``RMinHashLSH`` in
    process; on Ray, band keys are bucketed with numpy). Usually a small fraction of the input;
-3. edges: inside each (task, band) bucket every member is linked to the bucket's best-ranked row
-   (rows are processed in kept-rule order, so results do not depend on input order), and an
-   edge is kept when the signatures agree on at least ``threshold`` of their slots (``verify``), so
-   band collisions between dissimilar records do not chain clusters together;
+3. edges: inside each (task, band) bucket, every pair when the bucket is small (``all_pairs_up_to``),
+   else every member to the bucket's best-ranked row (rows are processed in kept-rule order, so
+   results do not depend on input order; star edges bound the work of huge buckets at a small
+   recall cost); an edge is kept when the signatures agree on at least ``threshold`` of their slots
+   (``verify``), so band collisions between dissimilar records do not chain clusters together;
 4. clusters: connected components of the edges (``scipy.sparse.csgraph``, C union-find speed,
    O(rows + edges) memory, ~10^8 candidate rows per node).
 Domains: proteins only by default. Near-identical SMILES are analog series (one substituent apart:
@@ -52,6 +53,7 @@ class NearDedupConfig:
     seed: int = 42
     domains: tuple[str, ...] | None = ("protein",)  # None: every domain; see the module docstring
     verify: bool = True  # check candidate edges against the threshold on the signatures
+    all_pairs_up_to: int = 32  # buckets up to this size compare all pairs; larger ones link to their first row
     use_ray: bool = False
     batch_rows: int = 65_536
     source_priority: tuple[str, ...] = ()
@@ -101,7 +103,7 @@ def signatures(input_ids: pa.ListArray | pa.ChunkedArray, config: NearDedupConfi
 def candidate_rows(input_ids: pa.ChunkedArray, task_codes: np.ndarray, config: NearDedupConfig) -> np.ndarray:
     """Rows sharing an LSH band with another row of their task, found with rensa's native index."""
     flags = np.zeros(len(task_codes), dtype=bool)
-    for code in np.unique(task_codes):
+    for code in unique_sorted(task_codes):
         rows = np.flatnonzero(task_codes == code)
         index = rensa.RMinHashLSH(config.threshold, config.num_perm, config.bands)
         batches = [rows[i : i + config.batch_rows] for i in range(0, len(rows), config.batch_rows)]
@@ -113,41 +115,74 @@ def candidate_rows(input_ids: pa.ChunkedArray, task_codes: np.ndarray, config: N
     return np.flatnonzero(flags)
 
 
-def band_buckets(signature: np.ndarray, task_codes: np.ndarray, band: int, bands: int) -> np.ndarray:
-    """Bucket id of each row for one band: rows with the same task and band values share it."""
+def band_keys(signature: np.ndarray, task_codes: np.ndarray, band: int, bands: int) -> np.ndarray:
+    """A u64 key per row for one band: equal for rows of one task with equal band values. A 64-bit
+    collision between different bands only adds a candidate, which verification then drops."""
     width = signature.shape[1] // bands
-    columns = np.column_stack([task_codes.astype(np.uint32), signature[:, band * width : (band + 1) * width]])
-    packed = np.ascontiguousarray(columns).view(np.dtype((np.void, columns.itemsize * columns.shape[1]))).ravel()
-    return np.unique(packed, return_inverse=True)[1].ravel()
+    keys = task_codes.astype(np.uint64) * _MIX
+    with np.errstate(over="ignore"):
+        for column in signature[:, band * width : (band + 1) * width].T:
+            keys = (keys ^ column.astype(np.uint64)) * _MIX
+            keys ^= keys >> np.uint64(29)
+    return keys
+
+
+def sorted_groups(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows ordered by key (stable, so by row within a key), and each group's start and size."""
+    order = np.argsort(keys, kind="stable")
+    ordered = keys[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    return order, starts, np.diff(np.r_[starts, len(order)])
 
 
 def colliding_rows(signature: np.ndarray, task_codes: np.ndarray, bands: int) -> np.ndarray:
     """Rows sharing any band with another row of their task (the Ray path's candidate step)."""
     flags = np.zeros(len(signature), dtype=bool)
     for band in range(bands):
-        buckets = band_buckets(signature, task_codes, band, bands)
-        flags |= np.bincount(buckets)[buckets] > 1
+        order, _, sizes = sorted_groups(band_keys(signature, task_codes, band, bands))
+        flags[order] |= np.repeat(sizes > 1, sizes)
     return np.flatnonzero(flags)
 
 
-def anchor_edges(signature: np.ndarray, task_codes: np.ndarray, bands: int) -> tuple[np.ndarray, np.ndarray]:
-    """Edges (row, first row of its bucket) over all bands, deduplicated."""
-    edges = []
+def bucket_edges(
+    signature: np.ndarray, task_codes: np.ndarray, bands: int, all_pairs_up_to: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Candidate edges over all bands, deduplicated: every pair inside a bucket of up to
+    ``all_pairs_up_to`` rows, and each row to the bucket's first (best-ranked) row in larger ones."""
+    n = len(signature)
+    edges = [np.zeros(0, dtype=np.int64)]
     for band in range(bands):
-        buckets = band_buckets(signature, task_codes, band, bands)
-        order = np.argsort(buckets, kind="stable")
-        sorted_buckets = buckets[order]
-        starts = np.flatnonzero(np.r_[True, sorted_buckets[1:] != sorted_buckets[:-1]])
-        anchors = order[np.repeat(starts, np.diff(np.r_[starts, len(order)]))]
-        linked = order != anchors
-        edges.append(np.column_stack([order[linked], anchors[linked]]))
-    pairs = np.unique(np.concatenate(edges), axis=0) if edges else np.zeros((0, 2), dtype=np.int64)
-    return pairs[:, 0], pairs[:, 1]
+        order, starts, sizes = sorted_groups(band_keys(signature, task_codes, band, bands))
+        for size in unique_sorted(sizes[(sizes > 1) & (sizes <= all_pairs_up_to)]):
+            first, second = np.triu_indices(size, 1)
+            group_starts = starts[sizes == size][:, None]
+            edges.append(pair_codes(order[(group_starts + first).ravel()], order[(group_starts + second).ravel()], n))
+        large = sizes > all_pairs_up_to
+        anchors = np.repeat(np.where(large, order[starts], -1), sizes)
+        linked = (anchors >= 0) & (order != anchors)
+        edges.append(pair_codes(order[linked], anchors[linked], n))
+    codes = unique_sorted(np.concatenate(edges))
+    return codes // n, codes % n
+
+
+def unique_sorted(values: np.ndarray) -> np.ndarray:
+    """Sorted distinct values. Sort + mask: numpy 2.4's hash-based ``np.unique`` was ~15x slower here."""
+    ordered = np.sort(values)
+    return ordered[np.r_[True, ordered[1:] != ordered[:-1]]] if len(ordered) else ordered
+
+
+def pair_codes(a: np.ndarray, b: np.ndarray, n: int) -> np.ndarray:
+    """An unordered pair of row indices as one int64 (fast to deduplicate)."""
+    return np.minimum(a, b).astype(np.int64) * n + np.maximum(a, b)
 
 
 def similarity(signature: np.ndarray, a: np.ndarray, b: np.ndarray, chunk: int = 65_536) -> np.ndarray:
     """Estimated Jaccard: the fraction of MinHash slots two signatures agree on."""
-    parts = [(signature[a[i : i + chunk]] == signature[b[i : i + chunk]]).mean(axis=1) for i in range(0, len(a), chunk)]
+    slots = signature.shape[1]
+    parts = [
+        np.count_nonzero(signature[a[i : i + chunk]] == signature[b[i : i + chunk]], axis=1) / slots
+        for i in range(0, len(a), chunk)
+    ]
     return np.concatenate(parts) if parts else np.zeros(0)
 
 
@@ -167,7 +202,7 @@ def similar_pairs(
     else:
         candidates = candidate_rows(input_ids, task_codes, config)
         signature = signatures(input_ids.take(pa.array(candidates, type=pa.int64())), config)
-    src, dst = anchor_edges(signature, task_codes[candidates], config.bands)
+    src, dst = bucket_edges(signature, task_codes[candidates], config.bands, config.all_pairs_up_to)
     if config.verify:
         close = similarity(signature, src, dst) >= config.threshold
         src, dst = src[close], dst[close]
