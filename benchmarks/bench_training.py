@@ -1,0 +1,138 @@
+"""Training throughput: tokens/s (and MFU on GPUs) of the Megatron-Core stage on real grammar text.
+
+    python benchmarks/bench_training.py [--steps 30] [--rows 20000] [--out result.json]
+
+Data: MOSES SMILES (../shared/data/scale) written as molecule records, tokenized with the grammar
+tokenizer into a one-domain Megatron blend (the test fixtures when the scale file is absent).
+
+Without CUDA: the tiny preset with TP=1 (one process) against TP=2 (two processes) on this machine,
+both launched exactly as ``logos train`` does; the ratio is TP=2 over TP=1 from the same run.
+With CUDA: the 1B preset (Llama-3.2-1B shape), bf16, on the visible GPUs, with tokens/s and MFU
+(dense bf16 peak of the device, causal attention FLOPs).
+
+Steady-state numbers: the median over the steps after the first ``--warmup`` steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import gzip
+import json
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_SMILES = ROOT.parent / "shared/data/scale/moses_train_smiles.csv.gz"
+
+
+def molecule_texts(path: Path, rows: int) -> list[str]:
+    from grammar.molecule import Molecule, write_molecule
+
+    if not path.exists():
+        print(f"# {path} not found: using the test fixtures", file=sys.stderr)
+        with open(ROOT / "tests/data/chembl/chembl_30_chemreps_100.txt") as handle:
+            return [write_molecule(Molecule.from_smiles(r["canonical_smiles"]))
+                    for r in csv.DictReader(handle, delimiter="\t")]
+    with gzip.open(path, "rt") as handle:
+        reader = csv.reader(handle)
+        next(reader)
+        return [write_molecule(Molecule.from_smiles(row[0])) for _, row in zip(range(rows), reader, strict=False)]
+
+
+def write_blend(out: Path, texts: list[str]) -> Path:
+    """A one-domain blend in the dataset stage's format (train and valid from disjoint documents)."""
+    import numpy as np
+    import torch
+    from megatron.core.datasets.indexed_dataset import IndexedDatasetBuilder
+
+    from grammar.tokenizer import default_tokenizer
+
+    tokenizer = default_tokenizer()
+    tokenizer.save(out / "tokenizer")
+    documents = tokenizer.encode_batch(texts)
+    cut = max(1, len(documents) // 20)
+    splits = {}
+    for split, part in (("valid", documents[:cut]), ("train", documents[cut:])):
+        prefix = out / "megatron" / split / "molecule"
+        prefix.parent.mkdir(parents=True, exist_ok=True)
+        builder = IndexedDatasetBuilder(f"{prefix}.bin", dtype=np.uint16)
+        for ids in part:
+            builder.add_item(torch.tensor([*ids, tokenizer.eos_id]))
+            builder.end_document()
+        builder.finalize(f"{prefix}.idx")
+        splits[split] = {"prefixes": [f"megatron/{split}/molecule"], "weights": [1.0], "domains": ["molecule"]}
+    blend = {"format": "logos-megatron-blend/1", "dtype": "uint16", "splits": splits,
+             "tokenizer": {"path": "tokenizer", "content_hash": tokenizer.content_hash,
+                           "vocab_size": tokenizer.vocab_size, "eod_id": tokenizer.eos_id, "pad_id": tokenizer.pad_id},
+             "dataset": {"name": "moses-bench", "version": str(len(texts))}}
+    (out / "blend.json").write_text(json.dumps(blend))
+    return out / "blend.json"
+
+
+def run(run_dir: Path, blend: Path, steps: int, warmup: int, overrides: list[str]) -> dict:
+    from training.config import apply_overrides, config_from_dict
+    from training.metrics import read_metrics
+    from training.run import train
+
+    data = {"run_dir": str(run_dir), "train_steps": steps, "data": {"blend": str(blend)},
+            "checkpoint": {"interval": 10 * steps}, "logging": {"eval_iters": 1},
+            "optimizer": {"warmup_steps": max(1, steps // 10)}}
+    config = config_from_dict(apply_overrides(data, overrides))
+    result = train(config)
+    records = read_metrics(result.metrics_path)[warmup:]
+    mfus = [r["mfu"] for r in records if r["mfu"] is not None]
+    return {
+        "tokens_per_s": statistics.median(r["tokens_per_s"] for r in records),
+        "step_time_s": statistics.median(r["step_time_s"] for r in records),
+        "mfu": statistics.median(mfus) if mfus else None,
+        "loss_first": read_metrics(result.metrics_path)[0]["loss"], "loss_last": result.final_loss,
+        "world_size": config.parallel.world_size, "tokens_per_step": config.data.global_batch_size
+        * config.data.seq_length,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--warmup", type=int, default=5, help="steps left out of the medians")
+    parser.add_argument("--rows", type=int, default=20_000, help="MOSES molecules to tokenize")
+    parser.add_argument("--smiles", type=Path, default=DEFAULT_SMILES)
+    parser.add_argument("--out", type=Path, help="also write the results as JSON here")
+    args = parser.parse_args()
+
+    import torch
+
+    results: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-training-") as tmp:
+        blend = write_blend(Path(tmp) / "blend", molecule_texts(args.smiles, args.rows))
+        if torch.cuda.is_available():
+            gpus = torch.cuda.device_count()
+            device = torch.cuda.get_device_name()
+            results["1b_bf16"] = run(Path(tmp) / "1b", blend, args.steps, args.warmup, [
+                "model.preset=1b", "precision=bf16", f"parallel.data={gpus}", "data.seq_length=4096",
+                "data.micro_batch_size=2", f"data.global_batch_size={8 * gpus}"])
+        else:
+            device = "cpu"
+            common = ["model.preset=tiny", "precision=fp32", "data.seq_length=256", "data.micro_batch_size=4",
+                      "data.global_batch_size=8"]
+            results["tiny_tp1"] = run(Path(tmp) / "tp1", blend, args.steps, args.warmup, common)
+            results["tiny_tp2"] = run(Path(tmp) / "tp2", blend, args.steps, args.warmup,
+                                      [*common, "parallel.tensor=2"])
+    print(f"# device: {device}")
+    for name, r in results.items():
+        mfu = f"  MFU {100 * r['mfu']:.1f}%" if r["mfu"] is not None else ""
+        print(f"{name:10s} {r['tokens_per_s']:>12,.0f} tokens/s  {r['step_time_s'] * 1e3:8.1f} ms/step  "
+              f"({r['world_size']} rank(s), {r['tokens_per_step']} tokens/step){mfu}  "
+              f"loss {r['loss_first']:.2f} -> {r['loss_last']:.2f}")
+    if "tiny_tp1" in results:
+        ratio = results["tiny_tp2"]["tokens_per_s"] / results["tiny_tp1"]["tokens_per_s"]
+        print(f"TP=2 / TP=1 tokens/s: {ratio:.2f}x")
+    if args.out:
+        args.out.write_text(json.dumps({"device": device, **results}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
