@@ -20,6 +20,7 @@ record it duplicated. ``exact_dedup_files`` applies the same rule to Parquet fil
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -187,8 +188,8 @@ def exact_dedup_files(
     out = Path(out_dir)
     work = out / "_buckets"
     work.mkdir(parents=True, exist_ok=True)
-    files = [pq.ParquetFile(str(p)) for p in paths]
-    rows_in = sum(f.metadata.num_rows for f in files)
+    files = [str(p) for p in paths]
+    rows_in = sum(pq.read_metadata(f).num_rows for f in files)
     n_buckets = max(1, math.ceil(rows_in / stream.bucket_rows))
     bucket_paths = partition_keys(config, files, work, n_buckets, stream.batch_rows)
     duplicates_file = out / "duplicates.parquet"
@@ -208,15 +209,22 @@ def exact_dedup_files(
     return StreamedDedup(kept_files, duplicates_file, rows_in, rows_kept)
 
 
+def read_batches(path: str, batch_rows: int, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
+    """Batches of one file, the file closed afterwards: an open reader keeps its last row group's
+    buffers, so holding every input open made memory grow with the number of files."""
+    with pq.ParquetFile(path) as parquet:
+        yield from parquet.iter_batches(batch_size=batch_rows, columns=columns)
+
+
 def partition_keys(
-    config: ExactDedupConfig, files: list[pq.ParquetFile], work: Path, n_buckets: int, batch_rows: int
+    config: ExactDedupConfig, files: list[str], work: Path, n_buckets: int, batch_rows: int
 ) -> list[Path]:
     paths = [work / f"bucket-{b:05d}.parquet" for b in range(n_buckets)]
     writers: dict[int, pq.ParquetWriter] = {}
     try:
-        for file_index, parquet in enumerate(files):
+        for file_index, path in enumerate(files):
             offset = 0
-            for batch in parquet.iter_batches(batch_size=batch_rows, columns=STREAM_COLUMNS):
+            for batch in read_batches(path, batch_rows, STREAM_COLUMNS):
                 rows = pl.int_range(offset, offset + batch.num_rows, dtype=pl.Int64)
                 frame = with_rank(pl.from_arrow(batch), config.source_priority).with_columns(
                     _file=pl.lit(file_index, pl.Int32), _row=rows
@@ -235,16 +243,16 @@ def partition_keys(
 
 
 def write_kept(
-    files: list[pq.ParquetFile], duplicates_file: Path, out: Path, batch_rows: int
+    files: list[str], duplicates_file: Path, out: Path, batch_rows: int
 ) -> tuple[list[Path], int]:
     kept_files, rows_kept = [], 0
     duplicates = pl.scan_parquet(duplicates_file).select("_file", "_row")
-    for file_index, parquet in enumerate(files):
+    for file_index, source in enumerate(files):
         drop = np.sort(duplicates.filter(pl.col("_file") == file_index).collect()["_row"].to_numpy())
         path = out / f"kept-{file_index:05d}.parquet"
-        with pq.ParquetWriter(path, parquet.schema_arrow) as writer:
+        with pq.ParquetWriter(path, pq.read_schema(source)) as writer:
             offset = 0
-            for batch in parquet.iter_batches(batch_size=batch_rows):
+            for batch in read_batches(source, batch_rows):
                 rows = np.arange(offset, offset + batch.num_rows)
                 position = np.minimum(np.searchsorted(drop, rows), max(len(drop) - 1, 0))
                 keep = drop[position] != rows if len(drop) else np.ones(len(rows), dtype=bool)
