@@ -131,7 +131,7 @@ def sorted_groups(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     """Rows ordered by key (stable, so by row within a key), and each group's start and size."""
     order = np.argsort(keys, kind="stable")
     ordered = keys[order]
-    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]]) if len(keys) else np.zeros(0, dtype=np.int64)
     return order, starts, np.diff(np.r_[starts, len(order)])
 
 
@@ -215,16 +215,14 @@ def near_dedup(config: NearDedupConfig, records: pl.DataFrame | pa.Table) -> Ded
     if config.domains is not None:
         eligible = eligible.filter(pl.col("domain").is_in(config.domains))
     # Rows in kept-rule order: bucket anchors, edges and so clusters do not depend on the input order.
-    eligible = eligible.sort(list(RANK_COLUMNS)).with_row_index("_position")
+    eligible = eligible.sort(list(RANK_COLUMNS))
     task_codes = eligible["task"].cast(pl.Categorical).to_physical().to_numpy().astype(np.uint32)
     input_ids = pa.chunked_array([eligible["input_ids"].to_arrow()])
     candidates, signature, src, dst = similar_pairs(input_ids, task_codes, config)
     labels = clusters(len(candidates), src, dst)
-    position = eligible["_position"].to_numpy()[candidates]
-    order = np.lexsort((position, labels))
-    first = np.r_[True, labels[order][1:] != labels[order][:-1]]
-    keeper_of_label = np.empty(labels.max() + 1 if len(labels) else 0, dtype=np.int64)
-    keeper_of_label[labels[order][first]] = order[first]
+    # Candidates are ascending row positions, i.e. in kept-rule order: a cluster keeps its first.
+    keeper_of_label = np.full(labels.max() + 1 if len(labels) else 0, len(candidates), dtype=np.int64)
+    np.minimum.at(keeper_of_label, labels, np.arange(len(candidates)))
     keeper = keeper_of_label[labels]
     dropped = np.flatnonzero(keeper != np.arange(len(candidates)))
     scores = similarity(signature, dropped, keeper[dropped])

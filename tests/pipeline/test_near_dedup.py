@@ -107,6 +107,14 @@ def test_deterministic_and_order_independent(deduped):
     assert first.duplicates.equals(second.duplicates)
 
 
+def test_nothing_to_compare_is_no_duplicates(deduped):
+    molecules = deduped.filter(pl.col("domain") == "molecule")
+    assert near_dedup(NearDedupConfig(), molecules).kept.height == molecules.height  # no protein at all
+    single = deduped.filter(pl.col("domain") == "protein").head(1)
+    result = near_dedup(NearDedupConfig(domains=None), single)
+    assert result.kept.height == 1 and result.duplicates.height == 0
+
+
 def test_bad_config_is_refused():
     with pytest.raises(ValueError, match="multiple of bands"):
         NearDedupConfig(num_perm=128, bands=7)
