@@ -132,8 +132,8 @@ def export_hf(checkpoint: str | Path, out: str | Path, dtype: str = "float32") -
         raise CheckpointError(f"{tokenizer_dir} is missing: the checkpoint does not carry its tokenizer")
     model, config, vocab_size = load_megatron_model(ref.path)
     weights = hf_state_dict(model.state_dict(), config.model, vocab_size)
-    # llama3 RoPE scaling is defined relative to an original context of 8192 positions.
-    max_positions = max(config.data.seq_length, 8192 if config.model.rope_scaling_factor else 0)
+    # llama3 RoPE scaling extends an original context of 8192 positions; Llama-3.2 publishes 131072.
+    max_positions = max(config.data.seq_length, 131072 if config.model.rope_scaling_factor else 0)
     hf = AutoModelForCausalLM.from_config(hf_config(config.model, vocab_size, max_positions, torch.float32))
     missing, unexpected = hf.load_state_dict(weights, strict=False)
     missing = [k for k in missing if not (config.model.tie_embeddings and k == "lm_head.weight")]

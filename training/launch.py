@@ -1,7 +1,7 @@
 """Start the ranks of a run on this machine, torchrun-style, and wait for them.
 
 The ranks are started by PyTorch's elastic agent (what ``torchrun --standalone`` runs): each rank is
-``python -m training.trainer <run_dir>/config.json`` in its own process group with the usual
+``python -m training.rank <run_dir>/config.json`` in its own process group with the usual
 RANK/WORLD_SIZE/MASTER_* environment. When any rank fails, or the launcher is interrupted, the agent
 signals the process groups of the ranks still running; afterwards the launcher kills whatever else
 its ranks started (the checkpoint writer's multiprocessing manager outlives a killed rank). If the
@@ -20,7 +20,7 @@ from pathlib import Path
 
 from training.config import TrainConfig, config_to_dict
 from training.errors import TrainingError
-from training.trainer import LAUNCHER_PID_ENV
+from training.rank import LAUNCHER_PID_ENV
 
 CONFIG_FILE = "config.json"
 LAUNCH_ID_ENV = "LOGOS_LAUNCH_ID"
@@ -89,10 +89,10 @@ def launch_local(config: TrainConfig) -> None:
         shutdown_timeout=5,
     )
     # Ranks inherit both: the launcher pid to end themselves if this process disappears (see
-    # trainer._die_with_launcher), the launch id so that the sweep below finds all they started.
+    # rank._die_with_launcher), the launch id so that the sweep below finds all they started.
     with _environment(**{LAUNCHER_PID_ENV: str(os.getpid()), LAUNCH_ID_ENV: launch_id}):
         try:
-            elastic_launch(launch, entrypoint=sys.executable)("-m", "training.trainer", str(config_path))
+            elastic_launch(launch, entrypoint=sys.executable)("-m", "training.rank", str(config_path))
         except ChildFailedError as exc:
             raise LaunchError(f"training run {config.run_dir} failed:\n{exc.format_msg()}") from None
         finally:

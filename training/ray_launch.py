@@ -22,7 +22,7 @@ from training.launch import CONFIG_FILE, LaunchError, write_run_config
 
 
 def _ray_worker(config: dict[str, Any]) -> None:
-    from training.trainer import run_rank
+    from training.rank import run_rank
 
     run_rank(config)
 

@@ -1,15 +1,9 @@
-"""The per-rank training loop: megatron-core model, DDP, optimizer, 1F1B schedule, checkpoints, metrics.
-
-``run_rank(config)`` is what every rank runs, whether started by the local launcher (torchrun-style
-environment) or inside a Ray Train worker (process group already initialised).
-"""
+"""The training loop of one rank: megatron-core model, DDP, optimizer, 1F1B schedule, checkpoints,
+metrics. ``training.rank`` sets up the process and runs it."""
 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import threading
 import time
 from functools import partial
 from pathlib import Path
@@ -18,35 +12,14 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from training import cpu_compat
 from training.blend import load_tokenizer, read_blend
 from training.checkpoint import CheckpointError, find_checkpoint, load_checkpoint, save_checkpoint
-from training.config import TrainConfig, config_from_dict, config_to_dict
+from training.config import TrainConfig, config_to_dict
 from training.data import MegatronGrammarTokenizer, build_datasets, microbatch_iterator, step_microbatches
 from training.metrics import MetricsWriter, mfu, peak_tflops_for, training_flops_per_token
 from training.model import Runtime, build_model
 
 RESULT_FILE = "result.json"
-
-
-def init_distributed(config: TrainConfig, runtime: Runtime) -> None:
-    from megatron.core import parallel_state, tensor_parallel
-
-    if not dist.is_initialized():  # Ray Train initialises the group itself
-        if runtime.cuda:
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group(backend="nccl" if runtime.cuda else "gloo")
-    if dist.get_world_size() != config.parallel.world_size:
-        raise RuntimeError(f"world size {dist.get_world_size()} != parallel.tensor x pipeline x data "
-                           f"= {config.parallel.world_size}")
-    parallel_state.initialize_model_parallel(
-        tensor_model_parallel_size=config.parallel.tensor,
-        pipeline_model_parallel_size=config.parallel.pipeline,
-    )
-    tensor_parallel.model_parallel_cuda_manual_seed(config.seed)
-    # CPU initialisation draws from the default generator: the same seed on every TP rank gives every
-    # rank the same full weights to split.
-    torch.manual_seed(config.seed)
 
 
 def _loss_func(loss_mask: torch.Tensor, output_tensor: torch.Tensor):
@@ -104,6 +77,7 @@ class Trainer:
             ),
             module=self.module,
         )
+        self.model.broadcast_params()  # DP replicas start identical even if initialisation differed
         o = config.optimizer
         self.optimizer = get_megatron_optimizer(
             OptimizerConfig(
@@ -244,54 +218,3 @@ class Trainer:
         if self.rank == 0:
             (Path(cfg.run_dir) / RESULT_FILE).write_text(json.dumps(result, indent=1))
         return result
-
-
-def run_rank(config: TrainConfig | dict[str, Any]) -> dict[str, Any]:
-    """Train on this rank. The caller's process must be one rank of ``parallel.world_size``."""
-    if isinstance(config, dict):
-        config = config_from_dict(config)
-    cpu_compat.activate()
-    runtime = Runtime.detect(config)
-    init_distributed(config, runtime)
-    return Trainer(config, runtime).run()
-
-
-LAUNCHER_PID_ENV = "LOGOS_LAUNCHER_PID"
-
-
-def _die_with_launcher(launcher_pid: int) -> None:
-    """End this rank's whole process group (it, and the checkpoint writer's manager process) as soon
-    as the launcher is gone, e.g. killed with SIGKILL: orphaned ranks would otherwise keep training
-    and writing into the run directory. A thread, because the main thread may sit in a collective."""
-
-    def watch() -> None:
-        while os.getppid() == launcher_pid:
-            time.sleep(0.5)
-        os.killpg(os.getpgid(0), signal.SIGKILL)
-
-    threading.Thread(target=watch, name="launcher-watchdog", daemon=True).start()
-
-
-def main() -> int:
-    """Entry of a rank started by the local launcher: ``python -m training.trainer CONFIG.json``."""
-    import sys
-
-    from torch.distributed.elastic.multiprocessing.errors import record
-
-    if LAUNCHER_PID_ENV in os.environ:
-        _die_with_launcher(int(os.environ[LAUNCHER_PID_ENV]))
-    return record(_main)(sys.argv[1])
-
-
-def _main(config_path: str) -> int:
-    config = config_from_dict(json.loads(Path(config_path).read_text()))
-    run_rank(config)
-    from megatron.core import parallel_state
-
-    parallel_state.destroy_model_parallel()
-    dist.destroy_process_group()
-    return 0
-
-
-if __name__ == "__main__":  # the checkpoint writer starts processes: ranks must be importable safely
-    raise SystemExit(main())

@@ -131,7 +131,7 @@ def processes_of_launch(launcher_pid: int) -> list:
     environment variable the launcher hands down, so orphans reparented elsewhere are found too."""
     import psutil
 
-    from training.trainer import LAUNCHER_PID_ENV
+    from training.rank import LAUNCHER_PID_ENV
 
     found = []
     for process in psutil.process_iter():

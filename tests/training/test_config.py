@@ -80,3 +80,14 @@ def test_override_must_be_key_equals_value():
 def test_config_is_frozen_where_shapes_are_shared():
     with pytest.raises(dataclasses.FrozenInstanceError):
         model_preset("tiny").hidden_size = 3  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("name", ["tiny_cpu.yaml", "llama3.2_1b_gpu.yaml", "qwen3_8b_gpu.yaml"])
+def test_shipped_example_configs_load(name):
+    from pathlib import Path
+
+    import training
+
+    config = load_config(Path(training.__file__).parent / "configs" / name)
+    assert config.data.global_batch_size % (config.data.micro_batch_size * config.parallel.data) == 0
+    assert config.parallel.world_size in (2, 8, 16)

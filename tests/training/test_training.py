@@ -116,7 +116,7 @@ def test_kill_and_resume_continues_the_exact_loss_curve(ref_tp2, runs_dir, blend
     #    other rank and everything the ranks started, and fails with the rank's fate.
     first = _start(config_path, log)
     _wait_for(first, lambda: _progress(run_dir) >= (4, 5), log)
-    ranks = [p for p in processes_of_launch(first.pid) if "training.trainer" in " ".join(p.cmdline())]
+    ranks = [p for p in processes_of_launch(first.pid) if "training.rank" in " ".join(p.cmdline())]
     assert len(ranks) == 2
     next(p for p in ranks if p.environ().get("RANK") == "1").kill()
     assert first.wait(timeout=120) != 0
