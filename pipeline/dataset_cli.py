@@ -24,6 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     dedup.add_argument("--shingle", type=int, default=5, help="token n-gram length")
     dedup.add_argument("--near-domains", default="protein", help="comma-separated domains, or 'all'")
     dedup.add_argument("--ray", action="store_true", help="compute MinHash signatures on Ray Data")
+    dedup.add_argument("--streaming", action="store_true", help="exact dedup over the files with flat memory")
+    dedup.add_argument("--bucket-rows", type=int, default=1_000_000, help="streaming: rows per hash bucket")
     dedup.set_defaults(func=_dedup)
 
     split = _stage(subparsers, "split", "leakage-free train/valid/test split -> a new dataset version")
@@ -126,7 +128,7 @@ def _guarded(handler):
 @_guarded
 def _dedup(args: argparse.Namespace) -> int:
     from pipeline.datasets import dedup_dataset
-    from pipeline.dedup import ExactDedupConfig
+    from pipeline.dedup import ExactDedupConfig, StreamingConfig
     from pipeline.near_dedup import NearDedupConfig
 
     priority = tuple(s.strip() for s in args.source_priority.split(",") if s.strip())
@@ -135,7 +137,9 @@ def _dedup(args: argparse.Namespace) -> int:
         threshold=args.near_threshold, num_perm=args.num_perm, bands=args.bands, shingle=args.shingle,
         domains=domains, use_ray=args.ray, source_priority=priority,
     )
-    return _report(dedup_dataset(_store(args), args.inputs, args.name, ExactDedupConfig(priority), near, _run(args)))
+    streaming = StreamingConfig(bucket_rows=args.bucket_rows) if args.streaming else None
+    exact = ExactDedupConfig(priority)
+    return _report(dedup_dataset(_store(args), args.inputs, args.name, exact, near, _run(args), streaming))
 
 
 @_guarded

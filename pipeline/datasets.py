@@ -9,19 +9,30 @@ again with the same inputs and config returns the registered version without rec
 from __future__ import annotations
 
 import hashlib
+import shutil
 from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from grammar.tokenizer import default_tokenizer
-from pipeline.dedup import ExactDedupConfig, exact_dedup
+from pipeline.dedup import (
+    ExactDedupConfig,
+    StreamingConfig,
+    empty_duplicates,
+    exact_dedup,
+    exact_dedup_files,
+    read_batches,
+)
 from pipeline.export_megatron import BLEND_FILE, ExportConfig, export_megatron
 from pipeline.mix import MixConfig, mix
 from pipeline.near_dedup import NearDedupConfig, near_dedup
+from pipeline.records import SHARD_SCHEMA
 from pipeline.split import SplitConfig, assign_splits, resolved_method
-from pipeline.versions import DatasetStore, Manifest
+from pipeline.versions import DatasetStore, Manifest, TableRef
 from pipeline.versions.stage import (
     InputError,
     Inputs,
@@ -45,28 +56,72 @@ __all__ = [
 def dedup_dataset(
     store: DatasetStore, inputs: Sequence[str], name: str, exact: ExactDedupConfig = DEFAULT_EXACT,
     near: NearDedupConfig | None = DEFAULT_NEAR, run: dict[str, Any] | None = None,
+    streaming: StreamingConfig | None = None,
 ) -> StageRun:
-    """Exact dedup, then near dedup of what is left; kept records, duplicates and rejects tables."""
+    """Exact dedup, then near dedup of what is left; kept records, duplicates and rejects tables.
+
+    With ``streaming``, exact dedup runs in passes over the input files (``exact_dedup_files``: flat
+    memory) and the records are written to Delta as they stream; only the near-dedup domains are
+    loaded. Same records as in memory (in input order rather than sorted), hence the same version.
+    """
 
     def compute(loaded: Inputs, version: str, store: DatasetStore) -> StageOutput:
-        exact_result = exact_dedup(exact, loaded.records.collect())
-        kept, duplicates = exact_result.kept, [exact_result.duplicates]
-        if near is not None:
-            near_result = run_near(near, kept)
-            kept = near_result.kept
-            duplicates.append(near_result.duplicates)
-        all_duplicates = pl.concat(duplicates)
-        tables: dict[str, Any] = {"records": kept, "duplicates": all_duplicates}
+        if streaming is None:
+            kept, duplicates = dedup_in_memory(loaded, exact, near)
+            records: pl.DataFrame | TableRef = kept
+        else:
+            records, duplicates = dedup_streaming(store, name, version, loaded, exact, near, streaming)
+            kept = store.scan_ref(records)
+        tables: dict[str, Any] = {"records": records, "duplicates": duplicates}
         if loaded.rejects is not None:
             tables["rejects"] = loaded.rejects.collect()
         lineage = inherited_counts(loaded)
-        found = {reason: int(n) for reason, n in all_duplicates["reason"].value_counts().iter_rows()}
+        found = {reason: int(n) for reason, n in duplicates["reason"].value_counts().iter_rows()}
         duplicates_count = {r: lineage["duplicates"].get(r, 0) + found.get(r, 0) for r in ("exact", "near")}
         counts = record_counts(kept) | {"rejects": lineage["rejects"], "duplicates": duplicates_count}
         return StageOutput(tables, counts)
 
     config = {"exact": semantic_config(exact), "near": semantic_config(near) if near else None}
     return run_stage(store, name, "dedup", inputs, config, compute, run)
+
+
+def dedup_in_memory(
+    loaded: Inputs, exact: ExactDedupConfig, near: NearDedupConfig | None
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    exact_result = exact_dedup(exact, loaded.records.collect())
+    if near is None:
+        return exact_result.kept, exact_result.duplicates
+    near_result = run_near(near, exact_result.kept)
+    return near_result.kept, pl.concat([exact_result.duplicates, near_result.duplicates])
+
+
+def dedup_streaming(
+    store: DatasetStore, name: str, version: str, loaded: Inputs, exact: ExactDedupConfig,
+    near: NearDedupConfig | None, streaming: StreamingConfig,
+) -> tuple[TableRef, pl.DataFrame]:
+    work = store.staging_dir(name, version)
+    try:
+        result = exact_dedup_files(exact, loaded.files, work, streaming)
+        near_duplicates = empty_duplicates()
+        if near is not None:
+            kept = pl.scan_parquet([str(p) for p in result.kept_files]).select(SHARD_SCHEMA.names)
+            subset = kept if near.domains is None else kept.filter(pl.col("domain").is_in(near.domains))
+            near_duplicates = run_near(near, subset.collect()).duplicates
+        dropped = pa.array(near_duplicates["content_id"].to_list(), pa.string())
+        batches = (
+            without(batch.select(SHARD_SCHEMA.names).cast(SHARD_SCHEMA), dropped)
+            for path in result.kept_files
+            for batch in read_batches(str(path), streaming.batch_rows)
+        )
+        records = store.write_table(name, "records", pa.RecordBatchReader.from_batches(SHARD_SCHEMA, batches))
+        exact_duplicates = pl.read_parquet(result.duplicates_file).drop("_file", "_row")
+        return records, pl.concat([exact_duplicates, near_duplicates])
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def without(batch: pa.RecordBatch, content_ids: pa.Array) -> pa.RecordBatch:
+    return batch.filter(pc.invert(pc.is_in(batch["content_id"], content_ids)))
 
 
 def run_near(config: NearDedupConfig, records: pl.DataFrame):

@@ -37,6 +37,7 @@ class Inputs:
     records: pl.LazyFrame
     rejects: pl.LazyFrame | None
     manifests: list[Manifest]  # the dataset inputs' manifests (URI inputs have none)
+    files: list[str]  # the Parquet files behind ``records`` (for streaming stages)
 
 
 @dataclass
@@ -64,7 +65,7 @@ def semantic_config(value: Any) -> Any:
     return value
 
 
-def uri_input(spec: str) -> tuple[InputRef, pl.LazyFrame, pl.LazyFrame | None]:
+def uri_input(spec: str) -> tuple[InputRef, list[str], list[str]]:
     root = Path(spec)
     if root.is_dir() and (root / "records").is_dir():  # an ingest output folder
         records = expand_inputs([str(root / "records")], (".parquet",))
@@ -80,12 +81,11 @@ def uri_input(spec: str) -> tuple[InputRef, pl.LazyFrame, pl.LazyFrame | None]:
         missing = set(SHARD_SCHEMA.names) - set(pl.read_parquet_schema(path))
         if missing:
             raise InputError(f"{path}: not a tokenized shard, missing columns {sorted(missing)}")
-    ref = InputRef(uri=str(spec), checksum="sha256:" + digest.hexdigest())
-    return ref, pl.scan_parquet(records).select(SHARD_SCHEMA.names), pl.scan_parquet(rejects) if rejects else None
+    return InputRef(uri=str(spec), checksum="sha256:" + digest.hexdigest()), records, rejects
 
 
 def load_inputs(store: DatasetStore, specs: Sequence[str]) -> Inputs:
-    refs, records, rejects, manifests = [], [], [], []
+    refs, records, rejects, manifests, files = [], [], [], [], []
     for spec in specs:
         name = spec.partition("@")[0]
         if name in store.names():
@@ -93,18 +93,21 @@ def load_inputs(store: DatasetStore, specs: Sequence[str]) -> Inputs:
             manifests.append(manifest)
             refs.append(InputRef(name=manifest.name, version=manifest.version))
             records.append(store.scan(manifest))
+            files.extend(store.table_files(manifest))
             if "rejects" in manifest.tables:
                 rejects.append(store.scan(manifest, "rejects"))
         elif Path(spec).exists() or "://" in spec or any(c in spec for c in "*?["):
-            ref, shard_records, shard_rejects = uri_input(spec)
+            ref, record_files, reject_files = uri_input(spec)
             refs.append(ref)
-            records.append(shard_records)
-            rejects.extend([shard_rejects] if shard_rejects is not None else [])
+            records.append(pl.scan_parquet(record_files).select(SHARD_SCHEMA.names))
+            rejects.extend([pl.scan_parquet(reject_files)] if reject_files else [])
+            files.extend(record_files)
         else:
             raise InputError(f"{spec!r} is neither a dataset in {store.root} nor an existing path or URI")
     if not records:
         raise InputError("no inputs given")
-    return Inputs(refs, pl.concat(records, how="diagonal_relaxed"), pl.concat(rejects) if rejects else None, manifests)
+    all_rejects = pl.concat(rejects) if rejects else None
+    return Inputs(refs, pl.concat(records, how="diagonal_relaxed"), all_rejects, manifests, files)
 
 
 def record_counts(records: pl.DataFrame | pl.LazyFrame) -> dict[str, dict[str, dict[str, int]]]:

@@ -83,14 +83,22 @@ class DatasetStore:
     def scan(self, manifest: Manifest, table: str = "records") -> pl.LazyFrame:
         if table not in manifest.tables:
             raise KeyError(f"{manifest.ref} has no {table!r} table (has: {', '.join(manifest.tables)})")
-        ref = manifest.tables[table]
+        return self.scan_ref(manifest.tables[table])
+
+    def scan_ref(self, ref: TableRef) -> pl.LazyFrame:
         return pl.scan_delta(self.table_uri(ref), version=ref.delta_version)
 
     def read(self, manifest: Manifest, table: str = "records") -> pl.DataFrame:
         return self.scan(manifest, table).collect()
 
-    def write_table(self, name: str, table: str, data: pl.DataFrame | pa.Table) -> TableRef:
-        """One Delta commit replacing the table's content (earlier versions stay readable)."""
+    def table_files(self, manifest: Manifest, table: str = "records") -> list[str]:
+        """The Parquet files of a table at the manifest's Delta version (for streaming readers)."""
+        ref = manifest.tables[table]
+        return deltalake.DeltaTable(self.table_uri(ref), version=ref.delta_version).file_uris()
+
+    def write_table(self, name: str, table: str, data: pl.DataFrame | pa.Table | pa.RecordBatchReader) -> TableRef:
+        """One Delta commit replacing the table's content (earlier versions stay readable); a
+        ``RecordBatchReader`` is written as it streams."""
         relative = f"{name}/tables/{table}"
         arrow = data.to_arrow() if isinstance(data, pl.DataFrame) else data
         uri = str(self.root / relative)

@@ -17,7 +17,7 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
     return code, captured.out, captured.err
 
 
-def test_dedup_split_mix_export_and_inspect(shards, tmp_path, capsys):
+def test_dedup_split_mix_export_and_inspect(shards, has_materials, tmp_path, capsys):
     store = ["--store", str(tmp_path / "store")]
     code, out, err = run(capsys, "dedup", str(shards.root), "--name", "d", "--source-priority", "smiles", *store)
     assert code == 0 and "registered d@" in err
@@ -26,6 +26,11 @@ def test_dedup_split_mix_export_and_inspect(shards, tmp_path, capsys):
 
     code, out, err = run(capsys, "dedup", str(shards.root), "--name", "d", "--source-priority", "smiles", *store)
     assert code == 0 and json.loads(out)["state"] == "reused"
+    code, _, err = run(capsys, "dedup", str(shards.root), "--name", "d-stream", "--streaming", *store)
+    if has_materials:  # crystal groups need the StructureMatcher: in-memory path only, said clearly
+        assert code == 2 and "StructureMatcher" in err
+    else:
+        assert code == 0
 
     keys = tmp_path / "benchmark.txt"
     items = [row["reactants>reagents>production"] for row in shards.uspto_rows[:30]]
