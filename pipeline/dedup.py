@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 MATERIAL_GROUP_PREFIX = "material:"
+IS_GROUP = pl.col("dedup_key").str.starts_with(MATERIAL_GROUP_PREFIX)
 RANK_COLUMNS = ("_rank", "content_id", "source", "source_id", "source_uri")
 KEEP_COLUMNS = ("content_id", "source", "source_id")  # how a duplicate names its kept record
 
@@ -117,19 +118,19 @@ def exact_dedup(config: ExactDedupConfig, records: pl.DataFrame | pa.Table) -> D
     # Decide on the small key columns only; the heavy ones (text, token ids) move once, at the end.
     keys = frame.select("_row", "content_id", "source", "source_id", "source_uri", "domain", "task", "dedup_key")
     decided = mark_first(with_rank(keys, config.source_priority))
-    is_group = pl.col("dedup_key").str.starts_with(MATERIAL_GROUP_PREFIX)
-    if config.match_structures and decided.filter(is_group & ~pl.col("_first")).height:
-        decided = match_structure_groups(decided, frame.select("_row", "text"), is_group)
+    if config.match_structures and decided.filter(IS_GROUP & ~pl.col("_first")).height:
+        decided = match_structure_groups(decided, frame.select("_row", "text"))
     kept = frame.filter(pl.col("_row").is_in(decided.filter(pl.col("_first"))["_row"].implode())).drop("_row")
     duplicates = duplicate_rows(decided.filter(~pl.col("_first")), "exact", pl.col("dedup_key"), pl.lit(1.0))
     return DedupResult(sorted_output(kept), duplicates.sort("content_id", "source", "source_id"))
 
 
-def match_structure_groups(frame: pl.DataFrame, texts: pl.DataFrame, is_group: pl.Expr) -> pl.DataFrame:
-    """Inside each crystal group, keep one record per StructureMatcher class (greedy, in rank order)."""
+def match_structure_groups(frame: pl.DataFrame, texts: pl.DataFrame, on: str = "_row") -> pl.DataFrame:
+    """Inside each crystal group, keep one record per StructureMatcher class (greedy, in rank order).
+    ``texts`` holds the grammar text of the rows, joined on the row id column ``on``."""
     from grammar.formats import FORMATS  # imports pymatgen: only when crystals are present
 
-    members = frame.filter(is_group).join(texts, on="_row", maintain_order="left")
+    members = frame.filter(IS_GROUP).join(texts, on=on, maintain_order="left")
     groups = members.partition_by("_key", maintain_order=True)
     updates = []
     for group in groups:
@@ -142,11 +143,11 @@ def match_structure_groups(frame: pl.DataFrame, texts: pl.DataFrame, is_group: p
                 representatives.append((row, structure))
                 match = row
             updates.append(
-                {"_row": row["_row"], "_m_first": match is row,
+                {on: row[on], "_m_first": match is row,
                  "_m_cid": match["content_id"], "_m_src": match["source"], "_m_sid": match["source_id"]}
             )
-    update_frame = pl.DataFrame(updates, schema_overrides={"_row": frame.schema["_row"]})
-    joined = frame.join(update_frame, on="_row", how="left")
+    update_frame = pl.DataFrame(updates, schema_overrides={on: frame.schema[on]})
+    joined = frame.join(update_frame, on=on, how="left")
     matched = pl.col("_m_first").is_not_null()
     return joined.with_columns(
         _first=pl.when(matched).then(pl.col("_m_first")).otherwise(pl.col("_first")),
@@ -157,7 +158,7 @@ def match_structure_groups(frame: pl.DataFrame, texts: pl.DataFrame, is_group: p
 
 
 # --- Streaming path for inputs larger than memory -----------------------------------------------------
-STREAM_COLUMNS = ["content_id", "source", "source_id", "source_uri", "domain", "task", "dedup_key"]
+STREAM_COLUMNS = ["content_id", "source", "source_id", "source_uri", "domain", "task", "dedup_key", "text"]
 
 
 @dataclass(frozen=True)
@@ -183,7 +184,7 @@ def exact_dedup_files(
     2. dedup each bucket in memory (a bucket holds every record of its keys), write the duplicates;
     3. re-read each input in batches and write the rows not listed as duplicates (input order kept).
     Peak memory is one batch plus one bucket, whatever the input size, since the number of buckets
-    grows with the input. Crystal groups need the StructureMatcher and so the in-memory path.
+    grows with the input. Pass 1 keeps the text of crystals only, for the StructureMatcher in pass 2.
     """
     out = Path(out_dir)
     work = out / "_buckets"
@@ -196,9 +197,10 @@ def exact_dedup_files(
     with pq.ParquetWriter(duplicates_file, DUPLICATE_SCHEMA.append(pa.field("_file", pa.int32())).append(
         pa.field("_row", pa.int64()))) as writer:
         for bucket_path in bucket_paths:
-            frame = mark_first(pl.read_parquet(bucket_path))
-            if frame.filter(pl.col("dedup_key").str.starts_with(MATERIAL_GROUP_PREFIX) & ~pl.col("_first")).height:
-                raise ValueError(f"{bucket_path}: crystal group keys need exact_dedup (StructureMatcher), not files")
+            bucket = pl.read_parquet(bucket_path).with_row_index("_uid")
+            frame = mark_first(bucket.drop("text"))
+            if config.match_structures and frame.filter(IS_GROUP & ~pl.col("_first")).height:
+                frame = match_structure_groups(frame, bucket.select("_uid", "text"), on="_uid")
             dropped = frame.filter(~pl.col("_first"))
             rows = duplicate_rows(dropped, "exact", pl.col("dedup_key"), pl.lit(1.0))
             rows = rows.with_columns(_file=dropped["_file"], _row=dropped["_row"])
@@ -227,8 +229,8 @@ def partition_keys(
             for batch in read_batches(path, batch_rows, STREAM_COLUMNS):
                 rows = pl.int_range(offset, offset + batch.num_rows, dtype=pl.Int64)
                 frame = with_rank(pl.from_arrow(batch), config.source_priority).with_columns(
-                    _file=pl.lit(file_index, pl.Int32), _row=rows
-                )
+                    _file=pl.lit(file_index, pl.Int32), _row=rows, text=pl.when(IS_GROUP).then(pl.col("text"))
+                )  # text is kept for crystals only: the StructureMatcher needs it
                 bucket = exact_key().hash(seed=0) % n_buckets
                 for (b,), part in frame.with_columns(_bucket=bucket).partition_by("_bucket", as_dict=True).items():
                     table = part.drop("_bucket").to_arrow()

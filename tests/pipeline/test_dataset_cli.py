@@ -17,7 +17,7 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
     return code, captured.out, captured.err
 
 
-def test_dedup_split_mix_export_and_inspect(shards, has_materials, tmp_path, capsys):
+def test_dedup_split_mix_export_and_inspect(shards, tmp_path, capsys):
     store = ["--store", str(tmp_path / "store")]
     code, out, err = run(capsys, "dedup", str(shards.root), "--name", "d", "--source-priority", "smiles", *store)
     assert code == 0 and "registered d@" in err
@@ -26,11 +26,10 @@ def test_dedup_split_mix_export_and_inspect(shards, has_materials, tmp_path, cap
 
     code, out, err = run(capsys, "dedup", str(shards.root), "--name", "d", "--source-priority", "smiles", *store)
     assert code == 0 and json.loads(out)["state"] == "reused"
-    code, _, err = run(capsys, "dedup", str(shards.root), "--name", "d-stream", "--streaming", *store)
-    if has_materials:  # crystal groups need the StructureMatcher: in-memory path only, said clearly
-        assert code == 2 and "StructureMatcher" in err
-    else:
-        assert code == 0
+    code, out, _ = run(capsys, "dedup", str(shards.root), "--name", "d-stream", "--source-priority", "smiles",
+                       "--streaming", "--bucket-rows", "300", *store)
+    streamed = json.loads(out)
+    assert code == 0 and streamed["counts"] == counts and streamed["state"] == "registered"
 
     keys = tmp_path / "benchmark.txt"
     items = [row["reactants>reagents>production"] for row in shards.uspto_rows[:30]]
@@ -54,9 +53,10 @@ def test_dedup_split_mix_export_and_inspect(shards, has_materials, tmp_path, cap
 
     code, out, _ = run(capsys, "datasets", "list", "--json", *store)
     listed = {row["dataset"].split("@")[0]: row for row in json.loads(out)}
-    assert set(listed) == {"d", "s", "m", "e"} and listed["e"]["stage"] == "export_megatron"
+    assert set(listed) == {"d", "d-stream", "s", "m", "e"} and listed["e"]["stage"] == "export_megatron"
+    assert listed["d"]["dataset"].split("@")[1] == listed["d-stream"]["dataset"].split("@")[1]  # same version id
     code, out, _ = run(capsys, "datasets", "list", *store)
-    assert code == 0 and len(out.strip().splitlines()) == 4
+    assert code == 0 and len(out.strip().splitlines()) == 5
 
     code, out, _ = run(capsys, "datasets", "show", "s", *store)
     manifest = json.loads(out)

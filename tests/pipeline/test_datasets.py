@@ -180,12 +180,7 @@ def test_versions_read_with_ray_data_time_travel(store, shards):
 
 
 def test_streaming_dedup_gives_the_same_records_and_version(shards, tmp_path):
-    # Crystal groups need the in-memory StructureMatcher path; stream the other shards.
-    records = tmp_path / "shards"
-    records.mkdir()
-    for path in (shards.root / "records").glob("*.parquet"):
-        if path.stem != "materials":
-            shutil.copy(path, records / path.name)
+    records = shards.root / "records"
     in_memory = dedup_dataset(DatasetStore(tmp_path / "a"), [str(records)], "demo").manifest
     streaming = StreamingConfig(batch_rows=50, bucket_rows=200)
     streamed = dedup_dataset(DatasetStore(tmp_path / "b"), [str(records)], "demo", streaming=streaming).manifest

@@ -99,8 +99,7 @@ def test_crystal_groups_use_the_structure_matcher(shards, has_materials):
 
 
 def test_streaming_path_matches_the_in_memory_path(shards, tmp_path):
-    # Crystal groups need the StructureMatcher (in-memory only); stream the other shards.
-    paths = sorted(p for p in (shards.root / "records").glob("*.parquet") if p.stem != "materials")
+    paths = sorted((shards.root / "records").glob("*.parquet"))
     records = pl.concat([pl.read_parquet(p) for p in paths])
     expected = exact_dedup(ExactDedupConfig(), records)
     # Tiny batches and buckets so that every pass really runs in many pieces.
@@ -112,10 +111,3 @@ def test_streaming_path_matches_the_in_memory_path(shards, tmp_path):
     duplicates = pl.read_parquet(streamed.duplicates_file).drop("_file", "_row")
     assert duplicates.sort("content_id", "source", "source_id").equals(expected.duplicates)
     assert not (tmp_path / "_buckets").exists()
-
-
-def test_streaming_refuses_crystal_groups(shards, tmp_path, has_materials):
-    if not has_materials:
-        pytest.skip("grammar.material is not available: no crystal records in the fixture")
-    with pytest.raises(ValueError, match="StructureMatcher"):
-        exact_dedup_files(ExactDedupConfig(), [shards.root / "records" / "materials.parquet"], tmp_path)
