@@ -67,7 +67,8 @@ def convert(hint: Any, value: Any, path: str) -> Any:
     if origin is dict or hint is dict:
         if not isinstance(value, Mapping):
             raise ConfigError(f"{path}: expected a mapping, got {value!r}")
-        return dict(value)
+        value_hint = args[1] if len(args) == 2 else Any
+        return {k: convert(value_hint, v, f"{path}.{k}") for k, v in value.items()}
     if isinstance(hint, type) and issubclass(hint, Enum):
         try:
             return hint(value)
@@ -96,8 +97,12 @@ def convert(hint: Any, value: Any, path: str) -> Any:
     return value
 
 
-def parse_assignments(pairs: list[str] | None) -> dict[str, Any]:
-    """``["a.b=1", "c=x"]`` -> ``{"a": {"b": "1"}, "c": "x"}`` (values stay strings; types come later)."""
+def parse_assignments(pairs: list[str] | None, *, yaml_values: bool = False) -> dict[str, Any]:
+    """``["a.b=1", "c=x"]`` -> ``{"a": {"b": "1"}, "c": "x"}``.
+
+    Values stay strings (typed later by ``from_mapping``) unless ``yaml_values``: then each is read as a
+    YAML scalar or flow collection (``[a, b]``, ``{k: v}``), for sections typed elsewhere.
+    """
     result: dict[str, Any] = {}
     for pair in pairs or []:
         if "=" not in pair:
@@ -107,5 +112,25 @@ def parse_assignments(pairs: list[str] | None) -> dict[str, Any]:
         *parents, leaf = key.strip().split(".")
         for part in parents:
             node = node.setdefault(part, {})
-        node[leaf] = value
+        node[leaf] = _yaml_scalar(value) if yaml_values else value
     return result
+
+
+def _yaml_scalar(text: str) -> Any:
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def deep_merge(base: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``overrides`` applied key by key (nested mappings merge, everything else replaces)."""
+    merged = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(dict(merged[key]), value)
+        else:
+            merged[key] = value
+    return merged

@@ -11,7 +11,9 @@ shard size) are left out of the id: they do not change the result.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,8 +52,25 @@ class StageOutput:
 
 @dataclass
 class StageRun:
-    manifest: Manifest
+    manifest: Manifest | None  # None only when planning found nothing registered yet
     reused: bool  # True when the same inputs and config were already registered
+    version: str = ""
+
+
+_PLANNING: ContextVar[bool] = ContextVar("logos_stage_planning", default=False)
+
+
+@contextmanager
+def planning() -> Iterator[None]:
+    """Within this block a stage resolves its version and looks it up, but computes nothing.
+
+    A workflow's dry run uses it to say which stages would run.
+    """
+    token = _PLANNING.set(True)
+    try:
+        yield
+    finally:
+        _PLANNING.reset(token)
 
 
 def semantic_config(value: Any) -> Any:
@@ -145,7 +164,9 @@ def run_stage(
     version = version_id(stage, inputs.refs, config, code, tokenizer_hash)
     existing = store.find(name, version)
     if existing is not None:
-        return StageRun(existing, reused=True)
+        return StageRun(existing, reused=True, version=version)
+    if _PLANNING.get():
+        return StageRun(None, reused=False, version=version)
     output = compute(inputs, version, store)
     tables = {
         table: data if isinstance(data, TableRef) else store.write_table(name, table, data)
@@ -155,4 +176,4 @@ def run_stage(
         name=name, version=version, stage=stage, inputs=inputs.refs, config=config, code_version=code,
         tokenizer_hash=tokenizer_hash, counts=output.counts, tables=tables, outputs=output.outputs, run=run or {},
     )
-    return StageRun(store.register(manifest, output.staged_files), reused=False)
+    return StageRun(store.register(manifest, output.staged_files), reused=False, version=version)

@@ -1,0 +1,161 @@
+"""Running a workflow: build the Hamilton driver (cache, optional Ray adapter), plan, execute, record.
+
+Resume and caching: Hamilton caches each stage's descriptor keyed on the stage's code, its config and
+its inputs' data versions; ``ValidatingResultStore`` refuses a cached descriptor whose files are gone,
+so such a stage runs again. A failed or killed run therefore resumes on the next ``logos run``: done
+stages are cache hits, and the stage that failed runs. Changing one stage's settings changes only that
+stage's cache key, and its dependents' (their inputs change), nothing upstream.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import uuid
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from hamilton import base, driver
+from hamilton.caching.stores.file import FileResultStore
+
+from pipeline.versions.manifest import code_version
+from workflows import dag
+from workflows.config import LoadedWorkflow, load_workflow, stage_settings
+from workflows.refs import describe
+from workflows.runs import RunRecord, now
+from workflows.workspace import Planned, Workspace
+
+STAGES = (
+    *(f"{s}_shards" for s in dag.SOURCE_NAMES), "ingested", "deduplicated", "split", "mixed", "exported",
+    "trained", "hf_model", "report",
+)
+FAIL_ENV = "LOGOS_FAIL_STAGE"
+
+
+class ValidatingResultStore(FileResultStore):
+    """Hamilton's file result store, except that a descriptor whose outputs are gone is a miss."""
+
+    def exists(self, data_version: str) -> bool:
+        if not super().exists(data_version):
+            return False
+        value = self.get(data_version)
+        return all(v.is_valid() for v in _descriptors(value))
+
+
+def _descriptors(value: Any) -> list[Any]:
+    if isinstance(value, list | tuple):
+        return [d for v in value for d in _descriptors(v)]
+    return [value] if hasattr(value, "is_valid") else []
+
+
+@dataclass
+class RunOutcome:
+    record: RunRecord | None
+    plan: dict[str, str]  # stage -> "run" | "done" (for a dry run: what would happen)
+    results: dict[str, Any] = field(default_factory=dict)
+    executed: list[str] = field(default_factory=list)
+
+
+def build_driver(workspace: Workspace, *, executor: str = "local", cache: bool = True) -> driver.Driver:
+    builder = driver.Builder().with_modules(dag)
+    if executor == "ray":
+        from hamilton.plugins.h_ray import RayGraphAdapter
+
+        builder = builder.with_adapters(RayGraphAdapter(result_builder=base.DictResult()))
+    if cache:
+        cache_dir = Path(workspace.home) / "cache"
+        builder = builder.with_cache(
+            path=str(cache_dir),
+            result_store=ValidatingResultStore(str(cache_dir / "results")),
+            ignore=["workspace"],  # run id and execution settings never change a result
+            recompute=[f"{s}_files" for s in dag.SOURCE_NAMES],  # always re-list input files
+        )
+    return builder.build()
+
+
+def stage_inputs(loaded: LoadedWorkflow, workspace: Workspace) -> dict[str, Any]:
+    config, base_dir = loaded.config, loaded.base_dir
+    specs = {
+        f"{name}_spec": dataclasses.asdict(config.ingest.sources[name].resolved(base_dir))
+        if name in config.ingest.sources else None
+        for name in dag.SOURCE_NAMES
+    }
+    settings = stage_settings(config)
+    if settings["split"]["exclude"]:
+        settings["split"]["exclude"] = str((base_dir / settings["split"]["exclude"]).resolve())
+    return specs | {
+        "dedup_settings": settings["dedup"], "split_settings": settings["split"], "mix_settings": settings["mix"],
+        "export_settings": settings["export"], "train_settings": settings["train"],
+        "hf_export": settings["hf_export"], "report_enabled": settings["report"],
+        "dataset_name": config.name, "code_version": code_version(), "workspace": workspace,
+    }
+
+
+def make_workspace(loaded: LoadedWorkflow, workflow: str, ray_address: str | None, dry_run: bool) -> Workspace:
+    config = loaded.config
+    run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+    return Workspace(
+        home=str(Path(config.home).resolve()), run_id=run_id, workflow=workflow, config_sha256=loaded.sha256,
+        base_dir=str(loaded.base_dir), ray_address=ray_address or config.ray_address, workers=config.ingest.workers,
+        chunk_items=config.ingest.chunk_items, tokenizer_engine=config.ingest.tokenizer_engine, dry_run=dry_run,
+        fail_stage=os.environ.get(FAIL_ENV) or None,
+    )
+
+
+def stages_for(dr: driver.Driver, targets: list[str]) -> list[str]:
+    upstream = {v.name for v in dr.what_is_upstream_of(*targets)}
+    return [s for s in STAGES if s in upstream or s in targets]
+
+
+def plan(loaded: LoadedWorkflow, workspace: Workspace) -> dict[str, str]:
+    """What a run would do: stages only look for their content-addressed outputs (no cache, no work)."""
+    dr = build_driver(dataclasses.replace(workspace, dry_run=True), cache=False)
+    stages = stages_for(dr, loaded.config.targets)
+    inputs = stage_inputs(loaded, dataclasses.replace(workspace, dry_run=True))
+    results = dr.execute(stages, inputs=inputs)
+    return {s: ("skip" if results[s] is None else "run" if _planned(results[s]) else "done") for s in stages}
+
+
+def _planned(value: Any) -> bool:
+    return isinstance(value, Planned) or (isinstance(value, list) and any(isinstance(v, Planned) for v in value))
+
+
+def run_workflow(
+    workflow: str, overrides: list[str] | None = None, *, ray_address: str | None = None, dry_run: bool = False
+) -> RunOutcome:
+    loaded = load_workflow(workflow, overrides)
+    workspace = make_workspace(loaded, workflow, ray_address, dry_run)
+    steps = plan(loaded, workspace)
+    if dry_run:
+        return RunOutcome(None, steps)
+    record = RunRecord(workspace.run_id, workflow, loaded.raw, loaded.sha256, str(Path(workspace.home) / "runs"))
+    record.save()
+    needs_ray = loaded.config.executor == "ray" or any(
+        steps.get(s) == "run" for s in STAGES if s.endswith("_shards") or s == "deduplicated"
+    )
+    from pipeline.ray_runtime import ray_session
+
+    try:
+        with ray_session(workspace.ray_address) if needs_ray else nullcontext():
+            dr = build_driver(workspace, executor=loaded.config.executor)
+            stages = stages_for(dr, loaded.config.targets)
+            results = dr.execute(stages, inputs=stage_inputs(loaded, workspace))
+            executed = _executed(dr)
+    except BaseException as exc:
+        record.status, record.error, record.finished = "failed", f"{type(exc).__name__}: {exc}", now()
+        record.save()
+        raise
+    record.stages = {s: {"output": describe(results[s]), "executed": s in executed} for s in stages}
+    record.status, record.finished = "succeeded", now()
+    record.save()
+    return RunOutcome(record, steps, results, sorted(executed))
+
+
+def _executed(dr: driver.Driver) -> set[str]:
+    """Nodes the last execution ran (as opposed to cache hits), from Hamilton's cache logs."""
+    logs = dr.cache.logs(level="info")
+    events = next(iter(logs.values()), []) if isinstance(logs, dict) else []
+    return {str(e).split("::")[0] for e in events if str(e).endswith("execute_node")}

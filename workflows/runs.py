@@ -1,0 +1,73 @@
+"""The record of each workflow run: config, status, and what every stage produced or reused.
+
+``$LOGOS_HOME/runs/<run_id>/run.json`` is rewritten after each stage, so a killed run still shows how
+far it got. Dataset manifests and training checkpoints carry the run id; this is the other direction
+(which versions a run consumed), used by ``logos report`` to find the training curves of a dataset.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@dataclass
+class RunRecord:
+    run_id: str
+    workflow: str
+    config: dict[str, Any]
+    config_sha256: str
+    root: str
+    started: str = field(default_factory=now)
+    finished: str | None = None
+    status: str = "running"  # running | succeeded | failed
+    error: str | None = None
+    stages: dict[str, Any] = field(default_factory=dict)  # node -> {"output": ..., "executed": bool}
+
+    @property
+    def path(self) -> Path:
+        return Path(self.root) / self.run_id / "run.json"
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.path.with_suffix(f".{os.getpid()}.tmp")
+        temporary.write_text(json.dumps(asdict(self), indent=1, default=str))
+        os.replace(temporary, self.path)
+
+    def dataset_refs(self) -> set[str]:
+        refs = set()
+        for stage in self.stages.values():
+            output = stage.get("output") or {}
+            if isinstance(output, dict) and output.get("type") == "DatasetRef":
+                refs.add(f"{output['name']}@{output['version']}")
+        return refs
+
+    def metrics_file(self) -> Path | None:
+        trained = (self.stages.get("trained") or {}).get("output") or {}
+        return Path(trained["metrics_path"]) if isinstance(trained, dict) and trained.get("metrics_path") else None
+
+
+def load_runs(root: Path) -> list[RunRecord]:
+    records = []
+    for path in sorted(root.glob("*/run.json")):
+        try:
+            records.append(RunRecord(**json.loads(path.read_text())))
+        except (OSError, ValueError, TypeError):
+            continue  # a run file being rewritten, or from another version: not fatal for listings
+    return sorted(records, key=lambda r: r.started)
+
+
+def runs_using(dataset_refs: list[str], root: Path | None) -> list[RunRecord]:
+    """Runs (newest first) that produced or consumed any of ``dataset_refs``."""
+    if root is None or not root.is_dir():
+        return []
+    wanted = set(dataset_refs)
+    return [r for r in reversed(load_runs(root)) if r.dataset_refs() & wanted]
