@@ -36,6 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     split.add_argument("--coverage", type=float, default=0.8)
     split.add_argument("--time-split", metavar="VALID_FROM:TEST_FROM", help="reactions by year, e.g. 2012:2015")
     split.add_argument("--salt", default="logos-split/1")
+    split.add_argument("--ray", action="store_true", help="compute group keys (RDKit, parsing) on Ray Data")
     split.set_defaults(func=_split)
 
     mix = _stage(subparsers, "mix", "domain mixture weights and report -> a new dataset version")
@@ -153,7 +154,7 @@ def _split(args: argparse.Namespace) -> int:
         valid_from, _, test_from = args.time_split.partition(":")
         time_split = TimeSplit(int(valid_from), int(test_from))
     proteins = ProteinClusterConfig(args.protein_clustering, args.min_seq_id, args.coverage)
-    config = SplitConfig(fractions, args.salt, proteins, time_split)
+    config = SplitConfig(fractions, args.salt, proteins, time_split, use_ray=args.ray)
     exclude = read_exclusions(args.exclude.read_text().splitlines()) if args.exclude else []
     return _report(split_dataset(_store(args), args.input, args.name, config, exclude, _run(args)))
 

@@ -141,7 +141,14 @@ def split_dataset(
     config = resolved_method(config)  # "auto" becomes what runs here, so the version says which
 
     def compute(loaded: Inputs, version: str, store: DatasetStore) -> StageOutput:
-        result = assign_splits(config, loaded.records.collect(), exclude)
+        records = loaded.records.collect()
+        if config.use_ray:
+            from pipeline.ray_runtime import ray_session
+
+            with ray_session():
+                result = assign_splits(config, records, exclude)
+        else:
+            result = assign_splits(config, records, exclude)
         counts = record_counts(result.records) | inherited_counts(loaded)
         counts["excluded"] = result.excluded.height
         return StageOutput({"records": result.records, "excluded": result.excluded}, counts)

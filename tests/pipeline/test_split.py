@@ -172,3 +172,14 @@ def test_bad_records_and_entries_are_named(deduped):
         assign_splits(MINHASH, deduped, exclude=["CCO", "C1CC(not smiles"])
     with pytest.raises(ValueError, match="fractions"):
         SplitConfig(fractions=(0.5, 0.5, 0.5))
+
+
+@pytest.mark.slow
+def test_ray_group_keys_give_the_same_split(split, deduped):
+    from dataclasses import replace
+
+    from pipeline.ray_runtime import ray_session
+
+    with ray_session(num_cpus=2):
+        on_ray = assign_splits(replace(MINHASH, use_ray=True, batch_rows=128), deduped)
+    assert on_ray.records.equals(split.records)
