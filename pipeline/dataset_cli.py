@@ -162,11 +162,13 @@ def _split(args: argparse.Namespace) -> int:
 @_guarded
 def _mix(args: argparse.Namespace) -> int:
     from pipeline.datasets import mix_dataset
-    from pipeline.mix import MixConfig
+    from pipeline.mix import MixConfig, Mixture
 
     weights = _pairs(args.weights, float) or None
     config = MixConfig(weights, args.temperature, args.max_epochs, _pairs(args.budget, int))
-    return _report(mix_dataset(_store(args), args.input, args.name, config, _run(args)))
+    stage_run = mix_dataset(_store(args), args.input, args.name, config, _run(args))
+    print(Mixture.from_dict(stage_run.manifest.outputs["mixture"]).table(), file=sys.stderr)
+    return _report(stage_run)
 
 
 @_guarded

@@ -177,7 +177,6 @@ def mix_dataset(
     def compute(loaded: Inputs, version: str, store: DatasetStore) -> StageOutput:
         source = only_dataset(loaded, "mix")
         mixture = mix(config, *token_counts(store.scan(source)))
-        print(mixture.table())
         return StageOutput({"records": source.tables["records"]}, source.counts, {"mixture": mixture.as_dict()})
 
     return run_stage(store, name, "mix", [input], semantic_config(config), compute, run)

@@ -67,6 +67,10 @@ class Mixture:
     def as_dict(self) -> dict:
         return {"shares": [asdict(s) for s in self.shares], "budgets": self.budgets}
 
+    @classmethod
+    def from_dict(cls, raw: dict) -> Mixture:
+        return cls([DomainShare(**s) for s in raw["shares"]], raw["budgets"])
+
     def table(self) -> str:
         lines = [f"{'split':6} {'domain':9} {'docs':>9} {'tokens':>12} {'weight':>7} {'eff. tokens':>13} {'epochs':>7}"]
         for s in self.shares:

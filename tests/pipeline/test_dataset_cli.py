@@ -40,9 +40,9 @@ def test_dedup_split_mix_export_and_inspect(shards, tmp_path, capsys):
     split_counts = json.loads(out)["counts"]
     assert set(split_counts["records"]) == {"train", "valid", "test"} and split_counts["excluded"] > 0
 
-    code, out, _ = run(capsys, "mix", "s", "--name", "m", "--weights", "molecule=0.5,reaction=0.4,protein=0.1",
-                       "--max-epochs", "3", *store)
-    assert code == 0 and "eff. tokens" in out
+    code, out, err = run(capsys, "mix", "s", "--name", "m", "--weights", "molecule=0.5,reaction=0.4,protein=0.1",
+                         "--max-epochs", "3", *store)
+    assert code == 0 and "eff. tokens" in err and json.loads(out)["dataset"].startswith("m@")
 
     code, out, err = run(capsys, "export", "megatron", "m", "--name", "e", *store)
     assert code == 0 and "blend:" in err
