@@ -195,7 +195,8 @@ def _list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=1))
     for row in [] if args.json else rows:
-        print(f"{row['dataset']:40} {row['stage']:16} {row['created']:26} {row['records']:>10}  <- {row['inputs']}")
+        created = row["created"][:19]
+        print(f"{row['dataset']:40} {row['stage']:16} {created:20} {row['records']:>10}  <- {row['inputs']}")
     return 0
 
 

@@ -54,7 +54,7 @@ class Manifest:
     files: dict[str, str] = field(default_factory=dict)  # path relative to the store root -> sha256
     outputs: dict[str, Any] = field(default_factory=dict)  # stage results: mixture report, blend path
     run: dict[str, Any] = field(default_factory=dict)  # free-form lineage (e.g. the workflow run id)
-    created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="microseconds"))
     format: str = MANIFEST_FORMAT
 
     @property
