@@ -10,7 +10,10 @@ Steps, and how each scales:
 1. signatures: ``RMinHash.digest_matrix_from_flat_token_hashes`` per batch, in-process (rensa uses
    all cores) or per block on Ray Data (``use_ray``);
 2. candidates: rows sharing a band with another row of the same task (rensa's ``RMinHashLSH`` in
-   process; on Ray, band keys are bucketed with numpy). Usually a small fraction of the input;
+   process; on Ray, band keys are bucketed with numpy). Usually a small fraction of the input.
+   Memory: ~0.7 KB per record (rensa digest matrix + index) in process; on Ray the signatures
+   (0.5 KB per record) are gathered on the driver, which is fine to ~10^7 records per node; past
+   that the banding would become a Ray shuffle by band key (not written yet);
 3. edges: inside each (task, band) bucket, every pair when the bucket is small (``all_pairs_up_to``),
    else every member to the bucket's best-ranked row (rows are processed in kept-rule order, so
    results do not depend on input order; star edges bound the work of huge buckets at a small
