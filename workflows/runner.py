@@ -143,19 +143,13 @@ def run_workflow(
             dr = build_driver(workspace, executor=loaded.config.executor)
             stages = stages_for(dr, loaded.config.targets)
             results = dr.execute(stages, inputs=stage_inputs(loaded, workspace))
-            executed = _executed(dr)
+        executed = set(workspace.executed())
     except BaseException as exc:
         record.status, record.error, record.finished = "failed", f"{type(exc).__name__}: {exc}", now()
+        record.stages = {s: {"executed": True} for s in workspace.executed()}
         record.save()
         raise
     record.stages = {s: {"output": describe(results[s]), "executed": s in executed} for s in stages}
     record.status, record.finished = "succeeded", now()
     record.save()
     return RunOutcome(record, steps, results, sorted(executed))
-
-
-def _executed(dr: driver.Driver) -> set[str]:
-    """Nodes the last execution ran (as opposed to cache hits), from Hamilton's cache logs."""
-    logs = dr.cache.logs(level="info")
-    events = next(iter(logs.values()), []) if isinstance(logs, dict) else []
-    return {str(e).split("::")[0] for e in events if str(e).endswith("execute_node")}

@@ -51,8 +51,17 @@ class Workspace:
         return {"run_id": self.run_id, "workflow": self.workflow, "config_sha256": self.config_sha256, "stage": stage}
 
     def enter(self, stage: str) -> None:
+        """A stage is about to do work (its output was not found): note it in the run's folder, which
+        every process of the run can reach, also Ray workers on other nodes of a shared filesystem."""
         if self.fail_stage == stage and not self.dry_run:
             raise InjectedFailure(f"injected failure in stage {stage!r} (LOGOS_FAIL_STAGE)")
+        marker = self.path("runs", self.run_id, "executed", stage)
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
+
+    def executed(self) -> list[str]:
+        folder = self.path("runs", self.run_id, "executed")
+        return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
 
 
 def content_address(*parts: Any) -> str:

@@ -79,10 +79,10 @@ def canonical_json(value: Any) -> str:
 
 
 def version_id(stage: str, inputs: list[InputRef], config: dict[str, Any], code: str, tokenizer_hash: str) -> str:
-    recipe = {
-        "stage": stage, "inputs": [asdict(i) for i in inputs], "config": config, "code": code,
-        "tokenizer": tokenizer_hash,
-    }
+    # A URI input counts by its content checksum, not its location: the same shards copied elsewhere
+    # (another machine, another LOGOS_HOME) make the same version.
+    identities = [{"checksum": i.checksum} if i.checksum else asdict(i) for i in inputs]
+    recipe = {"stage": stage, "inputs": identities, "config": config, "code": code, "tokenizer": tokenizer_hash}
     return hashlib.sha256(canonical_json(recipe).encode()).hexdigest()[:16]
 
 
