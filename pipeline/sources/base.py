@@ -48,3 +48,25 @@ def reject_from(item: SourceItem, stage: str, exc: BaseException, part: str | No
 
 def metadata_without_nones(**values: Any) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None}
+
+
+@dataclass(slots=True)
+class FileConversion:
+    items: list[SourceItem] = field(default_factory=list)
+    samples: list[Sample] = field(default_factory=list)
+    rejects: list[Reject] = field(default_factory=list)
+
+
+def convert_file(source: Source, uri: str) -> FileConversion:
+    """Read one file and convert each item in this process, as the engine would (no tokenizing,
+    no writing): for trying a source on a file, and for tests. Conversion exceptions propagate."""
+    result = FileConversion()
+    for entry in source.read(str(uri)):
+        if isinstance(entry, Reject):
+            result.rejects.append(entry)
+            continue
+        result.items.append(entry)
+        conversion = source.convert(entry)
+        result.samples += conversion.samples
+        result.rejects += conversion.rejects
+    return result

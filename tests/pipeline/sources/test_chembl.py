@@ -19,7 +19,7 @@ from grammar.formats import FORMATS
 from grammar.tokenizer import default_tokenizer
 from pipeline.records import Reject, Sample, SourceItem, dedup_key
 from pipeline.sources import make_source
-from pipeline.sources.base import Source
+from pipeline.sources.base import Source, convert_file
 from pipeline.sources.chembl import ChemblFormat, detect_format
 
 CHEMREPS = "chembl/chembl_30_chemreps_100.txt"
@@ -38,23 +38,14 @@ CREATE TABLE compound_structures (
 """
 
 
-
 def chembl_source(**options: object) -> Source:
     """The source as the ingest engine builds it from (typed, checked) options."""
     return make_source("chembl", options)
 
 def run(source: Source, uri: Path | str) -> tuple[list[SourceItem], list[Sample], list[Reject]]:
     """What the ingest engine does with one file: read, convert each item."""
-    items, samples, rejects = [], [], []
-    for entry in source.read(str(uri)):
-        if isinstance(entry, Reject):
-            rejects.append(entry)
-            continue
-        items.append(entry)
-        conversion = source.convert(entry)
-        samples += conversion.samples
-        rejects += conversion.rejects
-    return items, samples, rejects
+    done = convert_file(source, str(uri))
+    return done.items, done.samples, done.rejects
 
 
 def chemreps_rows(data_dir: Path) -> list[dict[str, str]]:

@@ -20,12 +20,11 @@ from grammar.material import Crystal
 from grammar.tokenizer import default_tokenizer
 from pipeline.records import Reject, Sample, SourceItem, material_group_key
 from pipeline.sources import make_source
-from pipeline.sources.base import Source
+from pipeline.sources.base import Source, convert_file
 from pipeline.sources.mp import MpFormat
 
 EMMET = "mp/emmet_materials_Li_Fe_V.json.gz"
 MP_20 = "mp/mp_20_sample.csv"
-
 
 
 def mp_source(**options: object) -> Source:
@@ -33,16 +32,9 @@ def mp_source(**options: object) -> Source:
     return make_source("mp", options)
 
 def run(source: Source, uri: Path | str) -> tuple[list[SourceItem], list[Sample], list[Reject]]:
-    items, samples, rejects = [], [], []
-    for entry in source.read(str(uri)):
-        if isinstance(entry, Reject):
-            rejects.append(entry)
-            continue
-        items.append(entry)
-        conversion = source.convert(entry)
-        samples += conversion.samples
-        rejects += conversion.rejects
-    return items, samples, rejects
+    """What the ingest engine does with one file: read, convert each item."""
+    done = convert_file(source, str(uri))
+    return done.items, done.samples, done.rejects
 
 
 @pytest.fixture(scope="module")

@@ -25,6 +25,7 @@ from grammar.tokenizer import default_tokenizer
 from pipeline.options import ConfigError
 from pipeline.records import Reject, Sample, SourceItem
 from pipeline.sources import make_source
+from pipeline.sources.base import Source, convert_file
 from pipeline.sources.ccd import CCD_BUNDLED, CCD_USER, PERCEIVED
 from pipeline.sources.pdb import ALL_TASKS, DEFAULT_EXCLUDED, PdbConfig, PdbSource
 from pipeline.sources.pdb_structure import load_entry
@@ -40,18 +41,10 @@ STANDARD = {
 LIGAND_TASKS = [t for t in ALL_TASKS if t != "protein"]
 
 
-def run(source: PdbSource, path: Path | str) -> tuple[list[SourceItem], list[Sample], list[Reject]]:
+def run(source: Source, path: Path | str) -> tuple[list[SourceItem], list[Sample], list[Reject]]:
     """What the ingest engine does with one file: read, convert each item."""
-    items, samples, rejects = [], [], []
-    for got in source.read(str(path)):
-        if isinstance(got, Reject):
-            rejects.append(got)
-            continue
-        items.append(got)
-        conversion = source.convert(got)
-        samples += conversion.samples
-        rejects += conversion.rejects
-    return items, samples, rejects
+    done = convert_file(source, str(path))
+    return done.items, done.samples, done.rejects
 
 
 @cache

@@ -15,7 +15,7 @@ from grammar.formats import FORMATS
 from grammar.tokenizer import default_tokenizer
 from pipeline.records import Reject, Sample, SourceItem, dedup_key
 from pipeline.sources import make_source
-from pipeline.sources.base import Source
+from pipeline.sources.base import Source, convert_file
 
 
 def smiles_source(**options: object) -> Source:
@@ -23,16 +23,9 @@ def smiles_source(**options: object) -> Source:
     return make_source("smiles", options)
 
 def run(source: Source, uri: Path | str) -> tuple[list[SourceItem], list[Sample], list[Reject]]:
-    items, samples, rejects = [], [], []
-    for entry in source.read(str(uri)):
-        if isinstance(entry, Reject):
-            rejects.append(entry)
-            continue
-        items.append(entry)
-        conversion = source.convert(entry)
-        samples += conversion.samples
-        rejects += conversion.rejects
-    return items, samples, rejects
+    """What the ingest engine does with one file: read, convert each item."""
+    done = convert_file(source, str(uri))
+    return done.items, done.samples, done.rejects
 
 
 @pytest.fixture(scope="module")

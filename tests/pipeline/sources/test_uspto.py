@@ -17,7 +17,7 @@ from grammar.reaction import ReagentPolicy
 from grammar.tokenizer import default_tokenizer
 from pipeline.records import Reject, Sample, SourceItem, dedup_key
 from pipeline.sources import make_source
-from pipeline.sources.base import Source
+from pipeline.sources.base import Source, convert_file
 from pipeline.sources.uspto import UsptoFormat, detect_format
 
 USPTO_50K = "uspto/USPTO_50K_sample.csv"
@@ -26,22 +26,14 @@ LOWE = "uspto/lowe_grants_sample_small.rsmi"
 LOWE_HEADER = "ReactionSmiles\tPatentNumber\tParagraphNum\tYear\tTextMinedYield\tCalculatedYield\n"
 
 
-
 def uspto_source(**options: object) -> Source:
     """The source as the ingest engine builds it from (typed, checked) options."""
     return make_source("uspto", options)
 
 def run(source: Source, uri: Path | str) -> tuple[list[SourceItem], list[Sample], list[Reject]]:
-    items, samples, rejects = [], [], []
-    for entry in source.read(str(uri)):
-        if isinstance(entry, Reject):
-            rejects.append(entry)
-            continue
-        items.append(entry)
-        conversion = source.convert(entry)
-        samples += conversion.samples
-        rejects += conversion.rejects
-    return items, samples, rejects
+    """What the ingest engine does with one file: read, convert each item."""
+    done = convert_file(source, str(uri))
+    return done.items, done.samples, done.rejects
 
 
 def unmapped_canonical(smiles: str) -> str:
