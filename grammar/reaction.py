@@ -7,14 +7,13 @@ SMILES), so the same reaction always reads the same. Reagents, when kept, sit in
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from rdkit import Chem
-
 from grammar.errors import InvalidSmiles, MalformedText
 from grammar.lexer import TokenStream
-from grammar.molecule import Molecule, canonical_smiles, mol_from_smiles, read_molecule_block, write_molecule
+from grammar.molecule import Molecule, canonical_smiles, read_molecule_block, write_molecule
 from grammar.tags import MOLECULE_S, REACT, REAGENT_E, REAGENT_S, REVERSE_REACT
 
 
@@ -57,16 +56,14 @@ class Reaction:
         return cls(_ordered(reactants), _ordered(products), _ordered(middle), source_id)
 
 
+# An atom-map class ends a bracket atom: "[CH3:7]". Dropping it there gives the same molecule (bracket
+# atoms state their hydrogens), and parsing the unmapped text avoids stereo perceived under maps, which
+# can canonicalize differently from the same molecule read without them.
+_ATOM_MAP = re.compile(r":\d+\]")
+
+
 def _unmapped_molecules(smiles_list: str) -> list[Molecule]:
-    molecules = []
-    for smiles in filter(None, smiles_list.split(".")):
-        mol = mol_from_smiles(smiles)
-        for atom in mol.GetAtoms():
-            atom.SetAtomMapNum(0)
-        # Re-read the unmapped SMILES: stereo perceived while maps were present can canonicalize
-        # differently from the same molecule read without maps.
-        molecules.append(Molecule(canonical_smiles(Chem.MolToSmiles(mol))))
-    return molecules
+    return [Molecule(canonical_smiles(_ATOM_MAP.sub("]", s))) for s in filter(None, smiles_list.split("."))]
 
 
 def _ordered(molecules: list[Molecule]) -> tuple[Molecule, ...]:
