@@ -28,8 +28,9 @@ from workflows.refs import describe
 from workflows.runs import RunRecord, now
 from workflows.workspace import Planned, Workspace
 
+# The stages that do work, in order ("ingested" only gathers the shards, so it is not listed).
 STAGES = (
-    *(f"{s}_shards" for s in dag.SOURCE_NAMES), "ingested", "deduplicated", "split", "mixed", "exported",
+    *(f"{s}_shards" for s in dag.SOURCE_NAMES), "deduplicated", "split", "mixed", "exported",
     "trained", "hf_model", "report",
 )
 FAIL_ENV = "LOGOS_FAIL_STAGE"
@@ -107,7 +108,7 @@ def make_workspace(loaded: LoadedWorkflow, workflow: str, ray_address: str | Non
 
 def stages_for(dr: driver.Driver, targets: list[str]) -> list[str]:
     upstream = {v.name for v in dr.what_is_upstream_of(*targets)}
-    return [s for s in STAGES if s in upstream or s in targets]
+    return [s for s in STAGES if s in upstream or s in targets] + [t for t in targets if t not in STAGES]
 
 
 def plan(loaded: LoadedWorkflow, workspace: Workspace) -> dict[str, str]:
