@@ -31,7 +31,7 @@ def from_mapping(cls: type[T], data: Mapping[str, Any] | None, path: str = "") -
     unknown = sorted(set(data) - set(known))
     if unknown:
         where = f"{path}." if path else ""
-        raise ConfigError(f"unknown key {where}{unknown[0]} (valid keys: {', '.join(sorted(known))})")
+        raise ConfigError(f"unknown config key {where}{unknown[0]}; known keys here: {', '.join(sorted(known))}")
     values = {name: convert(hints[name], value, f"{path}.{name}" if path else name) for name, value in data.items()}
     try:
         return cls(**values)
@@ -82,13 +82,13 @@ def convert(hint: Any, value: Any, path: str) -> Any:
         raise ConfigError(f"{path}: expected true/false, got {value!r}")
     if hint in (int, float):
         if isinstance(value, bool):
-            raise ConfigError(f"{path}: expected {hint.__name__}, got {value!r}")
+            raise ConfigError(f"{path}: expected {hint.__name__}, got bool {value!r}")
         try:
             number = hint(value)
         except (TypeError, ValueError):
-            raise ConfigError(f"{path}: expected {hint.__name__}, got {value!r}") from None
+            raise ConfigError(f"{path}: expected {hint.__name__}, got {type(value).__name__} {value!r}") from None
         if hint is int and isinstance(value, float) and not value.is_integer():
-            raise ConfigError(f"{path}: expected int, got {value!r}")
+            raise ConfigError(f"{path}: expected int, got {type(value).__name__} {value!r}")
         return number
     if hint is str:
         if not isinstance(value, str | int | float):
@@ -106,7 +106,7 @@ def parse_assignments(pairs: list[str] | None, *, yaml_values: bool = False) -> 
     result: dict[str, Any] = {}
     for pair in pairs or []:
         if "=" not in pair:
-            raise ConfigError(f"--set expects key=value, got {pair!r}")
+            raise ConfigError(f"override {pair!r} is not of the form key=value")
         key, value = pair.split("=", 1)
         node = result
         *parents, leaf = key.strip().split(".")

@@ -9,19 +9,19 @@ wrong type fail with the dotted key in the message.
 from __future__ import annotations
 
 import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from pipeline.options import ConfigError as OptionsConfigError
+from pipeline.options import deep_merge, from_mapping, parse_assignments
 from training.errors import TrainingError
 from training.presets import ModelConfig, model_preset
 
 
-class ConfigError(TrainingError, ValueError):
+class ConfigError(TrainingError, OptionsConfigError):
     """A configuration key is unknown, has the wrong type, or values are inconsistent."""
 
 
@@ -148,64 +148,39 @@ def validate(config: TrainConfig) -> TrainConfig:
     return config
 
 
-# --- building dataclasses from plain data ------------------------------------------------------------
+# --- building the config from plain data (pipeline.options does the typing and key checks) ----------
 
 
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", str(tp))
-
-
-def _coerce(tp: Any, value: Any, key: str) -> Any:
-    if dataclasses.is_dataclass(tp):
-        return _from_dict(tp, value, key)
-    args = typing.get_args(tp)
-    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
-        if value is None and type(None) in args:
-            return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return _coerce(inner, value, key)
-    if tp is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if tp is float and isinstance(value, str):
-        # PyYAML (YAML 1.1) reads exponents without a dot, like 3e-4, as strings.
-        try:
-            return float(value)
-        except ValueError:
-            pass
-    if tp in (int, float, str, bool) and (type(value) is not tp):
-        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
-    return value
-
-
-def _from_dict(cls: type, data: Any, key: str) -> Any:
-    if isinstance(data, cls):
-        return data
-    if not isinstance(data, dict):
-        raise ConfigError(f"{key or 'config'}: expected a mapping, got {type(data).__name__}")
-    data = dict(data)
-    base = None
-    if cls is ModelConfig:
-        preset = data.pop("preset", None)
-        if preset is not None:
-            try:
-                base = model_preset(str(preset))
-            except ValueError as exc:
-                raise ConfigError(f"{key}.preset: {exc}") from None
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls) if f.init]
-    for name in data:
-        if name not in names:
-            raise ConfigError(f"unknown config key {key + '.' if key else ''}{name}; "
-                              f"known keys here: {', '.join(names)}")
-    kwargs = {name: _coerce(hints[name], value, f"{key + '.' if key else ''}{name}") for name, value in data.items()}
+def _typed(cls: type, data: Any, key: str) -> Any:
     try:
-        return dataclasses.replace(base, **kwargs) if base is not None else cls(**kwargs)
-    except ValueError as exc:
+        return from_mapping(cls, data, path=key)
+    except OptionsConfigError as exc:
         raise ConfigError(str(exc)) from None
 
 
+def _model(data: Any) -> ModelConfig:
+    """``model: {preset: 1b, num_layers: 2}``: the preset's shape, then the fields given."""
+    if isinstance(data, ModelConfig):
+        return data
+    if not isinstance(data, dict):
+        raise ConfigError(f"model: expected a mapping, got {type(data).__name__}")
+    fields = dict(data)
+    preset = fields.pop("preset", None)
+    if preset is not None:
+        try:
+            fields = dataclasses.asdict(model_preset(str(preset))) | fields
+        except ValueError as exc:
+            raise ConfigError(f"model.preset: {exc}") from None
+    return _typed(ModelConfig, fields, "model")
+
+
 def config_from_dict(data: dict[str, Any]) -> TrainConfig:
-    return validate(_from_dict(TrainConfig, data, ""))
+    if not isinstance(data, dict):
+        raise ConfigError(f"config: expected a mapping, got {type(data).__name__}")
+    data = dict(data)
+    if "model" in data:
+        data["model"] = _model(data["model"])
+    return validate(_typed(TrainConfig, data, ""))
 
 
 def config_to_dict(config: TrainConfig) -> dict[str, Any]:
@@ -213,20 +188,11 @@ def config_to_dict(config: TrainConfig) -> dict[str, Any]:
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``a.b=value`` strings (values parsed as YAML) to a plain config mapping."""
-    data = dict(data)
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"override {item!r} is not of the form key=value")
-        *parents, leaf = key.strip().split(".")
-        node = data
-        for part in parents:
-            child = node.get(part)
-            node[part] = child = dict(child) if isinstance(child, dict) else {}
-            node = child
-        node[leaf] = yaml.safe_load(raw)
-    return data
+    """Apply ``a.b=value`` strings (values read as YAML) to a plain config mapping."""
+    try:
+        return deep_merge(data, parse_assignments(overrides, yaml_values=True))
+    except OptionsConfigError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:

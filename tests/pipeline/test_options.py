@@ -39,10 +39,10 @@ def test_strings_from_the_command_line_become_typed_values():
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        ({"ratoi": 1}, "unknown key ratoi"),
-        ({"inner": {"wrokers": 2}}, "unknown key inner.wrokers"),
-        ({"inner": {"workers": "two"}}, "inner.workers: expected int, got 'two'"),
-        ({"inner": {"workers": 2.5}}, "inner.workers: expected int, got 2.5"),
+        ({"ratoi": 1}, "unknown config key ratoi"),
+        ({"inner": {"wrokers": 2}}, "unknown config key inner.wrokers"),
+        ({"inner": {"workers": "two"}}, "inner.workers: expected int, got str 'two'"),
+        ({"inner": {"workers": 2.5}}, "inner.workers: expected int, got float 2.5"),
         ({"enabled": "maybe"}, "enabled: expected true/false"),
         ({"mode": "slow"}, "mode: 'slow' is not one of"),
         ({"inner": 3}, "inner: expected a mapping"),

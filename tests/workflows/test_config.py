@@ -19,11 +19,11 @@ def test_bundled_configs_load():
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("dedup.near.threshhold=0.5", "unknown key dedup.near.threshhold"),
+        ("dedup.near.threshhold=0.5", "unknown config key dedup.near.threshhold"),
         ("split.config.fractions=[0.5,0.5]", "split.config: fractions must be three"),
         ("mix.temperature=hot", "mix.temperature: expected float"),
         ("ingest.sources.chemble.inputs=[x]", "ingest.sources.chemble: unknown source"),
-        ("ingest.sources.pdb.options.pocket_cutof=4", "unknown key ingest.sources.pdb.options.pocket_cutof"),
+        ("ingest.sources.pdb.options.pocket_cutof=4", "unknown config key ingest.sources.pdb.options.pocket_cutof"),
         ("train.parallel.tensor=two", "train: parallel.tensor: expected int"),
         ("train.data.blend=x.json", "train.data.blend: set by the workflow"),
         ("targets=[everything]", "targets: unknown target 'everything'"),
