@@ -67,15 +67,23 @@ def moses_smiles(rows: int) -> list[str]:
         return [row[0] for _, row in zip(range(rows), reader, strict=False)]
 
 
+_SOURCES: dict[str, object] = {}
+
+
 def ingest_in_process(source_name: str, files: list[Path], out: Path, options: dict | None = None) -> tuple[int, int]:
-    """(items, records) through read -> convert -> tokenize -> Parquet, one process."""
+    """(items, records) through read -> convert -> tokenize -> Parquet, one process. The source object
+    lives across calls, as it does in the engine's converter actors (its caches, e.g. the CCD, stay warm)."""
     from grammar.tokenizer import default_tokenizer
     from pipeline.convert import convert_items
     from pipeline.records import SHARD_SCHEMA
     from pipeline.shards import write_rows
     from pipeline.sources import make_source
 
-    source, tokenizer = make_source(source_name, options), default_tokenizer()
+    key = f"{source_name}:{sorted((options or {}).items())}"
+    if key not in _SOURCES:
+        _SOURCES[key] = make_source(source_name, options)
+    source = _SOURCES[key]
+    tokenizer = default_tokenizer()
     items = records = 0
     for index, path in enumerate(files):
         chunk = list(source.read(str(path)))
