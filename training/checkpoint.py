@@ -82,6 +82,16 @@ def find_checkpoint(path: str | Path) -> CheckpointRef | None:
     return CheckpointRef(target, step, json.loads((target / META_FILE).read_text()))
 
 
+def start_checkpoint(checkpoint_dir: Path, resume: bool, load: str | None) -> CheckpointRef | None:
+    """Where a run starts: its own latest checkpoint when resuming, else ``checkpoint.load`` if set."""
+    ref = find_checkpoint(checkpoint_dir) if resume else None
+    if ref is None and load:
+        ref = find_checkpoint(load)
+        if ref is None:
+            raise CheckpointError(f"checkpoint.load: no checkpoint in {load}")
+    return ref
+
+
 def save_checkpoint(root: Path, step: int, model: Any, optimizer: Any, scheduler: Any, meta: dict[str, Any],
                     tokenizer_dir: Path | None = None) -> Path:
     """Collective: every rank calls it. ``model`` is the unwrapped (non-DDP) module of this stage."""

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from training.blend import load_tokenizer, read_blend
-from training.checkpoint import CheckpointError, find_checkpoint
+from training.checkpoint import CheckpointError, start_checkpoint
 from training.config import TrainConfig, validate
 from training.trainer import RESULT_FILE
 
@@ -46,11 +46,7 @@ def preflight(config: TrainConfig) -> None:
     that a checkpoint to resume or load has this run's model shape."""
     blend = read_blend(config.data.blend)
     load_tokenizer(blend)
-    ref = find_checkpoint(config.checkpoint_dir) if config.checkpoint.resume else None
-    if ref is None and config.checkpoint.load:
-        ref = find_checkpoint(config.checkpoint.load)
-        if ref is None:
-            raise CheckpointError(f"checkpoint.load: no checkpoint in {config.checkpoint.load}")
+    ref = start_checkpoint(config.checkpoint_dir, config.checkpoint.resume, config.checkpoint.load)
     if ref is not None:
         saved = {k: v for k, v in ref.meta.get("config", {}).get("model", {}).items() if k != "name"}
         current = {k: v for k, v in dataclasses.asdict(config.model).items() if k != "name"}

@@ -13,7 +13,7 @@ import torch
 import torch.distributed as dist
 
 from training.blend import load_tokenizer, read_blend
-from training.checkpoint import CheckpointError, find_checkpoint, load_checkpoint, save_checkpoint
+from training.checkpoint import load_checkpoint, save_checkpoint, start_checkpoint
 from training.config import TrainConfig, config_to_dict
 from training.data import MegatronGrammarTokenizer, build_datasets, microbatch_iterator, step_microbatches
 from training.metrics import MetricsWriter, mfu, peak_tflops_for, training_flops_per_token
@@ -178,11 +178,7 @@ class Trainer:
         cfg = self.config
         gbs, tokens_per_step = cfg.data.global_batch_size, cfg.data.global_batch_size * cfg.data.seq_length
         step, consumed = 0, 0
-        ref = find_checkpoint(cfg.checkpoint_dir) if cfg.checkpoint.resume else None
-        if ref is None and cfg.checkpoint.load:
-            ref = find_checkpoint(cfg.checkpoint.load)
-            if ref is None:
-                raise CheckpointError(f"checkpoint.load: no checkpoint in {cfg.checkpoint.load}")
+        ref = start_checkpoint(cfg.checkpoint_dir, cfg.checkpoint.resume, cfg.checkpoint.load)
         if ref is not None:
             step = load_checkpoint(ref, self.module, self.optimizer, self.scheduler)
             consumed = int(ref.meta.get("consumed_samples", step * gbs))
