@@ -13,16 +13,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     grammar = subparsers.add_parser("grammar", help="the shared grammar's vocabulary and tokenizer")
     commands = grammar.add_subparsers(dest="grammar_command", required=True, metavar="ACTION")
 
-    vocab = commands.add_parser("vocab", help="write tokenizer.json and the vocabulary metadata")
+    vocab = commands.add_parser("vocab", help="write a tokenizer directory (native, or --extend a base LLM's)")
     vocab.add_argument("--out", required=True, help="output directory")
     vocab.add_argument("--extend", metavar="HF_TOKENIZER_DIR",
-                       help="instead, extend this local HF tokenizer with the grammar's tags")
+                       help="instead, extend this local HF tokenizer (Llama-3, Qwen3, ...) with the grammar's "
+                            "tags: an extended tokenizer (see grammar.hf_extend)")
     vocab.add_argument("--no-material-tokens", action="store_true",
                        help="with --extend: add only the tags, not the crystal-grammar tokens")
+    vocab.add_argument("--eod-token", help="with --extend: the document-end token (default: <|end_of_text|>, "
+                                           "<|endoftext|> or the base's eos)")
     vocab.set_defaults(func=_vocab)
 
     encode = commands.add_parser("encode", help="grammar text on stdin (one per line) -> token ids")
-    encode.add_argument("--special", action="store_true", help="add <bos>/<eos>")
+    encode.add_argument("--special", action="store_true", help="add the tokenizer's prefix (<bos>)")
     encode.add_argument("--tokenizer", help="tokenizer directory (default: the built-in vocabulary)")
     encode.set_defaults(func=_encode)
 
@@ -32,16 +35,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _tokenizer(directory: str | None):
-    from grammar.tokenizer import GrammarTokenizer, default_tokenizer
+    """A saved tokenizer of either kind, or the built-in grammar vocabulary."""
+    from grammar.tokenizer import default_tokenizer, load_tokenizer
 
-    return GrammarTokenizer.load(directory) if directory else default_tokenizer()
+    return load_tokenizer(directory) if directory else default_tokenizer()
 
 
 def _vocab(args: argparse.Namespace) -> int:
     if args.extend:
         from grammar.hf_extend import extend_hf_tokenizer
 
-        meta = extend_hf_tokenizer(args.extend, args.out, material_tokens=not args.no_material_tokens)
+        try:
+            meta = extend_hf_tokenizer(args.extend, args.out, material_tokens=not args.no_material_tokens,
+                                       eod_token=args.eod_token)
+        except GrammarError as exc:
+            print(f"logos grammar vocab: {exc}", file=sys.stderr)
+            return 2
     else:
         tokenizer = _tokenizer(None)
         tokenizer.save(args.out)

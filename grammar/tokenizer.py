@@ -10,6 +10,17 @@ a dict lookup. It gives identical ids (tested on every fixture string) and, meas
 ``benchmarks/bench_tokenizer.py``, is several times faster per core than the Rust path here: HF
 tokenizers spends ~0.5 µs per token on split/offset bookkeeping, which a one-token-per-piece
 vocabulary cannot amortize. Pipelines whose hot loop is tokenization can choose it.
+
+Two kinds of tokenizer share one interface (``LogosTokenizer``): ``native`` (this module's
+``GrammarTokenizer``) and ``extended`` (``grammar.hf_extend.ExtendedTokenizer``: a base LLM tokenizer
+plus the grammar's tags). ``load_tokenizer(directory)`` reads either from a saved directory, telling
+them apart by their metadata file, and imports no chemistry stack (RDKit, pymatgen, gemmi): training
+ranks and GPU boxes load tokenizers with only ``tokenizers`` installed.
+
+Layout shared by both kinds: ``tokenizer(prompt)`` in transformers (``add_special_tokens=True``) gives
+``prefix_ids + encode(prompt)``: the saved post-processor adds at most a bos prefix and never an eos,
+so a prompt never reads "document over". A Megatron training document is
+``prefix_ids + encode(text) + [eod_id]``: training and inference start the same way.
 """
 
 from __future__ import annotations
@@ -17,6 +28,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, processors
 
@@ -27,6 +39,57 @@ from grammar.vocab import Vocabulary, grammar_vocabulary
 
 TOKENIZER_FILE = "tokenizer.json"
 VOCAB_META_FILE = "grammar_vocab.json"
+EXTENSION_META_FILE = "logos_extension.json"  # written by grammar.hf_extend.ExtendedTokenizer
+
+
+class LogosTokenizer(Protocol):
+    """What every consumer of a dataset's tokenizer may rely on, for either kind."""
+
+    kind: str  # "native" | "extended"
+    bos_id: int | None
+    eod_id: int  # ends every Megatron document
+    pad_id: int
+    prefix_ids: list[int]  # what add_special_tokens=True prepends ([bos] or [])
+
+    @property
+    def vocab_size(self) -> int: ...
+    @property
+    def content_hash(self) -> str: ...
+    def encode(self, text: str) -> list[int]: ...
+    def encode_batch_results(self, texts: Sequence[str], *, engine: str = "rust") -> list[list[int] | GrammarError]:
+        ...
+    def decode(self, ids: Sequence[int], skip_special_tokens: bool = False) -> str: ...
+    def token_id(self, token: str) -> int: ...
+    def save(self, directory: str | Path) -> Path: ...
+
+
+class TokenizerMismatch(GrammarError):
+    """Two things that must share a tokenizer (a blend and a model, two dataset inputs) do not."""
+
+    reason_code = "tokenizer_mismatch"
+
+
+def check_same_tokenizer(first_hash: str, second_hash: str, *, first: str, second: str) -> None:
+    """Raise a one-line ``TokenizerMismatch`` naming both sides unless the two content hashes are equal.
+
+    ``first``/``second`` say whose hash each is (a file or dataset), e.g. ``first="blend.json"``.
+    """
+    if first_hash != second_hash:
+        raise TokenizerMismatch(f"tokenizer mismatch: {first} has {first_hash}, {second} has {second_hash}")
+
+
+def load_tokenizer(directory: str | Path) -> LogosTokenizer:
+    """A saved tokenizer of either kind; the kind comes from the metadata file the directory carries."""
+    path = Path(directory)
+    if (path / VOCAB_META_FILE).is_file():
+        return GrammarTokenizer.load(path)
+    if (path / EXTENSION_META_FILE).is_file():
+        from grammar.hf_extend import ExtendedTokenizer
+
+        return ExtendedTokenizer.load(path)
+    if not path.is_dir():
+        raise GrammarError(f"{path}: tokenizer directory does not exist")
+    raise GrammarError(f"{path}: not a logos tokenizer directory (neither {VOCAB_META_FILE} nor {EXTENSION_META_FILE})")
 
 
 def build_hf_tokenizer(vocab: Vocabulary) -> Tokenizer:
@@ -34,17 +97,26 @@ def build_hf_tokenizer(vocab: Vocabulary) -> Tokenizer:
     tokenizer.pre_tokenizer = pre_tokenizers.Split(Regex(TOKEN_PATTERN), behavior="isolated")
     tokenizer.decoder = decoders.Fuse()
     tokenizer.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in SPECIAL_TOKENS])
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single=f"{BOS} $A {EOS}", special_tokens=[(BOS, vocab.ids[BOS]), (EOS, vocab.ids[EOS])]
-    )
+    tokenizer.post_processor = bos_prefix(vocab)
     return tokenizer
 
 
+def bos_prefix(vocab: Vocabulary) -> processors.TemplateProcessing:
+    """``<bos>`` before the text and nothing after it (see the module docstring for why)."""
+    return processors.TemplateProcessing(single=f"{BOS} $A", special_tokens=[(BOS, vocab.ids[BOS])])
+
+
 class GrammarTokenizer:
+    """The native kind: the grammar vocabulary, one token per grammar piece."""
+
+    kind = "native"
+
     def __init__(self, hf: Tokenizer, vocab: Vocabulary) -> None:
         self.hf = hf
         self.vocab = vocab
         self.pad_id, self.bos_id, self.eos_id, self.unk_id = (vocab.ids[t] for t in (PAD, BOS, EOS, UNK))
+        self.eod_id = self.eos_id  # the document end; eos_id is the older name
+        self.prefix_ids = [self.bos_id]
 
     @classmethod
     def build(cls, vocab: Vocabulary | None = None) -> GrammarTokenizer:
@@ -59,6 +131,11 @@ class GrammarTokenizer:
     def content_hash(self) -> str:
         return self.vocab.content_hash
 
+    def token_id(self, token: str) -> int:
+        if token not in self.vocab.ids:
+            raise UnknownToken(f"{token!r} is not in the grammar vocabulary")
+        return self.vocab.ids[token]
+
     def _check(self, text: str, encoding) -> list[int]:
         ids = encoding.ids
         if self.unk_id in ids:
@@ -68,6 +145,7 @@ class GrammarTokenizer:
         return ids
 
     def encode(self, text: str, *, special: bool = False) -> list[int]:
+        """Ids of ``text``; ``special`` adds ``prefix_ids`` (what transformers' add_special_tokens adds)."""
         return self._check(text, self.hf.encode(text, add_special_tokens=special))
 
     def encode_python(self, text: str, *, special: bool = False) -> list[int]:
@@ -84,7 +162,7 @@ class GrammarTokenizer:
                     raise UnknownToken(
                         f"{token.text!r} is not in the grammar vocabulary", position=token.start, text=text
                     )
-        return [self.bos_id, *out, self.eos_id] if special else out
+        return [*self.prefix_ids, *out] if special else out
 
     def encode_batch(self, texts: Sequence[str], *, special: bool = False, engine: str = "rust") -> list[list[int]]:
         if engine == "python":
@@ -101,11 +179,11 @@ class GrammarTokenizer:
         encodings = self.hf.encode_batch(list(texts), add_special_tokens=special)
         return [_captured(self._check, t, e) for t, e in zip(texts, encodings, strict=True)]
 
-    def decode(self, ids: Sequence[int]) -> str:
+    def decode(self, ids: Sequence[int], skip_special_tokens: bool = False) -> str:
         for i, token_id in enumerate(ids):
             if not 0 <= token_id < self.vocab_size:
                 raise UnknownToken(f"token id {token_id} (item {i}) is outside the vocabulary of {self.vocab_size}")
-        return self.hf.decode(list(ids), skip_special_tokens=True)
+        return self.hf.decode(list(ids), skip_special_tokens=skip_special_tokens)
 
     def decode_batch(self, batch: Sequence[Sequence[int]]) -> list[str]:
         return [self.decode(ids) for ids in batch]
@@ -138,7 +216,9 @@ class GrammarTokenizer:
         vocab = Vocabulary(groups=(("saved", tuple(meta["tokens"])),), version=meta["version"])
         if vocab.content_hash != meta["content_hash"]:
             raise GrammarError(f"{path / VOCAB_META_FILE}: token list does not match its content hash")
-        return cls(Tokenizer.from_file(str(path / TOKENIZER_FILE)), vocab)
+        hf = Tokenizer.from_file(str(path / TOKENIZER_FILE))
+        hf.post_processor = bos_prefix(vocab)  # directories saved before the bos-only layout appended <eos>
+        return cls(hf, vocab)
 
 
 def _captured(encode, *args, **kwargs) -> list[int] | GrammarError:

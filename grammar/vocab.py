@@ -1,4 +1,9 @@
-"""The one vocabulary of the shared grammar: deterministic order, a version and a content hash."""
+"""The one vocabulary of the shared grammar: deterministic order, a version and a content hash.
+
+The token groups are imported inside ``grammar_vocabulary``: they come from the molecule, protein and
+material modules (RDKit, pymatgen), and a saved tokenizer must load without that stack (training ranks,
+GPU boxes). ``Vocabulary`` itself needs nothing but the token list.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +12,10 @@ import json
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 
-from grammar.material.tokens import material_tokens
-from grammar.molecule import smiles_tokens
-from grammar.protein import RESIDUE_ALPHABET
 from grammar.tags import GRAMMAR_TAGS, SPECIAL_TOKENS
 
-VOCAB_VERSION = "logos-grammar-1"
+# 2: <AntibodyS>/<AntibodyE> joined the tags (LOGOS's antibody tags).
+VOCAB_VERSION = "logos-grammar-2"
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,10 @@ class Vocabulary:
 
 @lru_cache(maxsize=1)
 def grammar_vocabulary() -> Vocabulary:
+    from grammar.material.tokens import material_tokens
+    from grammar.molecule import smiles_tokens
+    from grammar.protein import RESIDUE_ALPHABET
+
     # Residue letters come first among the letters so their ids read like the alphabet; the SMILES
     # atoms that are also residue letters (C, N, O, S, ...) share those ids.
     return Vocabulary(

@@ -5,12 +5,10 @@ import subprocess
 import sys
 
 import pytest
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Tokenizer
 
 from grammar.errors import UnknownToken
-from grammar.hf_extend import extend_hf_tokenizer
 from grammar.lexer import split_pieces
-from grammar.tags import GRAMMAR_TAGS
 from grammar.tokenizer import GrammarTokenizer, default_tokenizer
 from tests.grammar.corpus import grammar_corpus
 
@@ -60,7 +58,7 @@ def test_exported_tokenizer_json_gives_identical_ids_in_tokenizers_and_transform
     assert rust == ours
     assert fast(corpus, add_special_tokens=False)["input_ids"] == ours
     assert auto(corpus, add_special_tokens=False)["input_ids"] == ours
-    assert auto(corpus[0])["input_ids"] == [tokenizer.bos_id, *ours[0], tokenizer.eos_id]
+    assert auto(corpus[0])["input_ids"] == [tokenizer.bos_id, *ours[0]]  # a bos prefix, never an eos
     assert [auto.decode(ids) for ids in ours[:200]] == corpus[:200]
     assert GrammarTokenizer.load(tmp_path).encode_batch(corpus[:200]) == ours[:200]
 
@@ -76,7 +74,7 @@ def test_vocabulary_fits_uint16_and_carries_version_and_hash(tmp_path):
     tokenizer = default_tokenizer()
     assert tokenizer.vocab_size < 65_500
     meta = json.loads((tokenizer.save(tmp_path) / "grammar_vocab.json").read_text())
-    assert meta["version"] == "logos-grammar-1" and meta["content_hash"].startswith("sha256:")
+    assert meta["version"] == "logos-grammar-2" and meta["content_hash"].startswith("sha256:")
     assert meta["size"] == tokenizer.vocab_size == len(meta["tokens"])
 
 
@@ -98,28 +96,3 @@ def test_unknown_tokens_and_ids_are_errors_with_positions():
         tokenizer.decode([4, 10**6])
     results = tokenizer.encode_batch_results(["<MoleculeS>C<MoleculeE>", "<MoleculeS>C!<MoleculeE>"])
     assert isinstance(results[0], list) and isinstance(results[1], UnknownToken)
-
-
-def test_extending_a_small_hf_tokenizer_with_the_grammar_tags(tmp_path):
-    from transformers import AutoTokenizer, PreTrainedTokenizerFast
-
-    # A small BPE tokenizer trained here on real fixture text stands in for Llama/Qwen.
-    corpus = [t.replace("<", " ").replace(">", " ") for t in grammar_corpus()[:2000]]
-    base = Tokenizer(models.BPE(unk_token="[UNK]"))
-    base.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    base.decoder = decoders.ByteLevel()
-    base.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=500, special_tokens=["[UNK]", "</s>"]))
-    PreTrainedTokenizerFast(
-        tokenizer_object=base, unk_token="[UNK]", eos_token="</s>", clean_up_tokenization_spaces=False
-    ).save_pretrained(tmp_path / "base")
-
-    meta = extend_hf_tokenizer(tmp_path / "base", tmp_path / "extended")
-    extended = AutoTokenizer.from_pretrained(str(tmp_path / "extended"))
-    assert meta["vocab_size"] == len(extended) > meta["base_vocab_size"]
-    for text in grammar_corpus()[:300:7]:
-        ids = extended(text, add_special_tokens=False)["input_ids"]
-        for tag in GRAMMAR_TAGS:
-            assert ids.count(meta["tag_ids"][tag]) == text.count(tag)  # every tag is exactly one token
-        assert extended.decode(ids) == text
-    material = "<MaterialS><sg225><L5.64>"
-    assert len(extended(material, add_special_tokens=False)["input_ids"]) == 3
