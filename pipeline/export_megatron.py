@@ -1,14 +1,19 @@
 """Megatron export: one ``.bin/.idx`` pair per (split, domain), plus the blend file training reads.
 
-Each record is one document: its ``input_ids`` followed by the tokenizer's EOD (``<eos>``). Files are
-written with megatron-core's ``IndexedDatasetBuilder`` in shards of ``docs_per_shard`` documents,
-then merged with the builder's ``add_index`` (one pass over the shard bytes), and read back with
-megatron's ``IndexedDataset`` and compared token for token with the records when ``verify`` is on.
-The dtype is uint16 when the vocabulary has fewer than 65,500 ids, else int32.
+Each record is one document: ``prefix_ids + input_ids + [eod_id]`` of the dataset's tokenizer (native:
+``<bos> … <eos>``; extended Llama-3: ``<|begin_of_text|> … <|end_of_text|>``; Qwen: ``… <|endoftext|>``),
+so a training document starts exactly as an inference prompt does (``tokenizer(prompt)`` in
+transformers adds the same prefix and nothing after). Files are written with megatron-core's
+``IndexedDatasetBuilder`` in shards of ``docs_per_shard`` documents, then merged with the builder's
+``add_index`` (one pass over the shard bytes), and read back with megatron's ``IndexedDataset`` and
+compared token for token with the records when ``verify`` is on. The dtype is megatron's own rule
+(``DType.optimal_dtype``): uint16 when the vocabulary has fewer than 65,500 ids, else int32 (an extended
+Llama-3 or Qwen tokenizer has 128k-152k).
 
 The blend (``logos-megatron-blend/1``, read by ``training.blend``) lists per split the prefixes,
 their mixture weights (only domains with a positive weight) and domains, with paths relative to the
-blend file; the tokenizer is saved next to it.
+blend file; the tokenizer is saved next to it and its kind, hash, size and special ids (eod, pad, bos,
+prefix) are recorded from the tokenizer itself, never hard-coded.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from grammar.tokenizer import GrammarTokenizer
+from grammar.tokenizer import LogosTokenizer
 
 BLEND_FORMAT = "logos-megatron-blend/1"
 BLEND_FILE = "blend.json"
@@ -58,10 +63,15 @@ def documents(records: pl.LazyFrame, split: str, domain: str, batch_rows: int) -
         yield batch["input_ids"]
 
 
+def document_of(ids: list[int], start: list[int], eod: int) -> np.ndarray:
+    """One Megatron document: the tokenizer's prefix (``start``), the record's ids, the EOD."""
+    return np.asarray([*start, *ids, eod], dtype=np.int64)
+
+
 def write_prefix(
-    batches: Iterator[pl.Series], prefix: Path, dtype: type, eod: int, docs_per_shard: int
+    batches: Iterator[pl.Series], prefix: Path, dtype: type, start: list[int], eod: int, docs_per_shard: int
 ) -> tuple[int, int]:
-    """Write documents (+EOD) in shards, merge them into ``prefix``; returns (documents, tokens)."""
+    """Write documents in shards, merge them into ``prefix``; returns (documents, tokens)."""
     from megatron.core.datasets.indexed_dataset import IndexedDatasetBuilder
 
     shards: list[Path] = []
@@ -71,7 +81,7 @@ def write_prefix(
             if builder is None:
                 shards.append(prefix.with_name(f"{prefix.name}.shard{len(shards):05d}"))
                 builder = IndexedDatasetBuilder(f"{shards[-1]}.bin", dtype=dtype)
-            document = np.append(np.asarray(ids, dtype=np.int64), eod)
+            document = document_of(ids, start, eod)
             builder.add_document(document, [len(document)])
             in_shard, n_docs, n_tokens = in_shard + 1, n_docs + 1, n_tokens + len(document)
             if in_shard == docs_per_shard:
@@ -93,7 +103,7 @@ def write_prefix(
     return n_docs, n_tokens
 
 
-def verify_prefix(batches: Iterator[pl.Series], prefix: Path, eod: int, n_docs: int) -> None:
+def verify_prefix(batches: Iterator[pl.Series], prefix: Path, start: list[int], eod: int, n_docs: int) -> None:
     from megatron.core.datasets.indexed_dataset import IndexedDataset
 
     dataset = IndexedDataset(str(prefix))
@@ -102,7 +112,7 @@ def verify_prefix(batches: Iterator[pl.Series], prefix: Path, eod: int, n_docs: 
     index = 0
     for batch in batches:
         for ids in batch.to_list():
-            expected = np.append(np.asarray(ids, dtype=np.int64), eod)
+            expected = document_of(ids, start, eod)
             if not np.array_equal(dataset[index].astype(np.int64), expected):
                 raise ExportError(f"{prefix}: document {index} reads back different from the record")
             index += 1
@@ -113,7 +123,7 @@ def export_megatron(
     records: pl.LazyFrame | pl.DataFrame,
     weights: dict[str, dict[str, float]],
     out_dir: str | Path,
-    tokenizer: GrammarTokenizer,
+    tokenizer: LogosTokenizer,
     dataset: dict[str, str],
 ) -> ExportResult:
     """Write every (split, domain) in ``records`` and a blend with ``weights`` (split -> domain -> weight)."""
@@ -127,9 +137,10 @@ def export_megatron(
         prefix = out / "megatron" / split / domain
         prefix.parent.mkdir(parents=True, exist_ok=True)
         batches = documents(lazy, split, domain, config.batch_rows)
-        n_docs, n_tokens = write_prefix(batches, prefix, dtype, tokenizer.eos_id, config.docs_per_shard)
+        start, eod = list(tokenizer.prefix_ids), tokenizer.eod_id
+        n_docs, n_tokens = write_prefix(batches, prefix, dtype, start, eod, config.docs_per_shard)
         if config.verify:
-            verify_prefix(documents(lazy, split, domain, config.batch_rows), prefix, tokenizer.eos_id, n_docs)
+            verify_prefix(documents(lazy, split, domain, config.batch_rows), prefix, start, eod, n_docs)
         documents_written.setdefault(split, {})[domain] = n_docs
         tokens_written.setdefault(split, {})[domain] = n_tokens
     tokenizer.save(out / TOKENIZER_DIR)
@@ -140,7 +151,7 @@ def export_megatron(
 
 
 def blend_document(
-    weights: dict[str, dict[str, float]], written: dict[str, dict[str, int]], tokenizer: GrammarTokenizer,
+    weights: dict[str, dict[str, float]], written: dict[str, dict[str, int]], tokenizer: LogosTokenizer,
     dtype: str, dataset: dict[str, str],
 ) -> dict:
     splits = {}
@@ -156,9 +167,15 @@ def blend_document(
         raise ExportError(f"no train documents with a positive weight (weights {weights}, written {written})")
     return {
         "format": BLEND_FORMAT,
-        "tokenizer": {"path": TOKENIZER_DIR, "content_hash": tokenizer.content_hash,
-                      "vocab_size": tokenizer.vocab_size, "eod_id": tokenizer.eos_id, "pad_id": tokenizer.pad_id},
+        "tokenizer": blend_tokenizer(tokenizer),
         "dtype": dtype,
         "splits": splits,
         "dataset": dataset,
     }
+
+
+def blend_tokenizer(tokenizer: LogosTokenizer) -> dict:
+    """The blend's ``tokenizer`` entry: where it is saved and the ids training must agree with."""
+    return {"path": TOKENIZER_DIR, "kind": tokenizer.kind, "content_hash": tokenizer.content_hash,
+            "vocab_size": tokenizer.vocab_size, "eod_id": tokenizer.eod_id, "pad_id": tokenizer.pad_id,
+            "bos_id": tokenizer.bos_id, "prefix_ids": list(tokenizer.prefix_ids)}

@@ -2,7 +2,8 @@
 
 The blend (``logos-megatron-blend/1``) names, per split, the ``.bin/.idx`` prefixes written by
 megatron-core's ``IndexedDatasetBuilder``, their mixture weights and domains, plus the tokenizer the
-tokens came from. Paths are relative to the blend file's directory.
+tokens came from (either kind, native or extended: ``grammar.tokenizer.load_tokenizer``). Paths are
+relative to the blend file's directory.
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ class Blend:
     dtype: str
     splits: dict[str, SplitBlend]
     dataset: dict[str, Any]
+    bos_id: int | None = None  # None: the blend predates the field, or the tokenizer has no bos
+    tokenizer_kind: str | None = None  # "native" | "extended"; None: the blend predates the field
 
     def split(self, name: str) -> SplitBlend:
         if name not in self.splits:
@@ -121,16 +124,18 @@ def read_blend(path: str | Path) -> Blend:
         dtype=_require(raw, "dtype", where, str),
         splits={name: _read_split(s, base, f"{where}.splits.{name}") for name, s in splits_raw.items()},
         dataset=raw.get("dataset") or {},
+        bos_id=tokenizer.get("bos_id"),
+        tokenizer_kind=tokenizer.get("kind"),
     )
 
 
 def load_tokenizer(blend: Blend):
-    """The blend's tokenizer; fails unless its content hash, size and special ids match the blend."""
+    """The blend's tokenizer (either kind); fails unless its content hash, size and special ids match the blend."""
     from grammar.errors import GrammarError
-    from grammar.tokenizer import GrammarTokenizer
+    from grammar.tokenizer import load_tokenizer as load_saved_tokenizer
 
     try:
-        tokenizer = GrammarTokenizer.load(blend.tokenizer_dir)
+        tokenizer = load_saved_tokenizer(blend.tokenizer_dir)
     except (OSError, GrammarError, KeyError, json.JSONDecodeError) as exc:
         raise BlendError(f"{blend.path}: cannot load tokenizer {blend.tokenizer_dir}: {exc}") from None
     mismatches = [
@@ -138,10 +143,12 @@ def load_tokenizer(blend: Blend):
         for name, expected, actual in (
             ("content_hash", blend.tokenizer_hash, tokenizer.content_hash),
             ("vocab_size", blend.vocab_size, tokenizer.vocab_size),
-            ("eod_id", blend.eod_id, tokenizer.eos_id),
+            ("eod_id", blend.eod_id, tokenizer.eod_id),
             ("pad_id", blend.pad_id, tokenizer.pad_id),
+            ("bos_id", blend.bos_id, tokenizer.bos_id),
+            ("kind", blend.tokenizer_kind, tokenizer.kind),
         )
-        if expected != actual
+        if expected != actual and not (name in ("bos_id", "kind") and expected is None)
     ]
     if mismatches:
         raise BlendError(f"{blend.path}: tokenizer {blend.tokenizer_dir} does not match the blend: "

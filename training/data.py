@@ -21,18 +21,19 @@ from training.config import TrainConfig
 
 
 class MegatronGrammarTokenizer:
-    """The grammar tokenizer as megatron-core's datasets see it (``vocab_size``, ``eod``, ``pad``,
-    ``unique_identifiers``); the EOD that ends every document is the grammar's ``<eos>``."""
+    """The dataset's tokenizer (either kind, ``grammar.tokenizer.LogosTokenizer``) as megatron-core's
+    datasets see it (``vocab_size``, ``eod``, ``pad``, ``unique_identifiers``); the EOD that ends every
+    document is the tokenizer's own (``<eos>`` native, ``<|end_of_text|>`` Llama-3, ``<|endoftext|>`` Qwen)."""
 
     def __init__(self, tokenizer: Any) -> None:
         self.tokenizer = tokenizer
         self.vocab_size = tokenizer.vocab_size
-        self.eod = tokenizer.eos_id
-        self.eos = tokenizer.eos_id
+        self.eod = tokenizer.eod_id
+        self.eos = tokenizer.eod_id
         self.bos = tokenizer.bos_id
         self.pad = tokenizer.pad_id
         # Part of the dataset cache key: a different vocabulary must never reuse cached indices.
-        self.unique_identifiers = {"class": "logos.GrammarTokenizer", "content_hash": tokenizer.content_hash}
+        self.unique_identifiers = {"class": f"logos.{tokenizer.kind}", "content_hash": tokenizer.content_hash}
 
     def tokenize(self, text: str) -> list[int]:
         return self.tokenizer.encode(text)

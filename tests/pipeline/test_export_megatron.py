@@ -44,14 +44,14 @@ def exported(split_records, tmp_path_factory):
 
 def test_bin_idx_read_back_token_for_token(split_records, exported):
     result, out, _ = exported
-    eod = default_tokenizer().eos_id
+    bos, eod = default_tokenizer().token_id("<bos>"), default_tokenizer().token_id("<eos>")
     for (split, domain), rows in split_records.group_by("split", "domain"):
         dataset = IndexedDataset(str(out / "megatron" / split / domain))
         assert len(dataset) == rows.height == result.documents[split][domain]
         assert dataset.index.dtype == np.uint16  # vocabulary of 28,747 < 65,500
         for i, ids in enumerate(rows["input_ids"].to_list()):
-            assert dataset[i].tolist() == [*ids, eod]
-        assert result.tokens[split][domain] == rows["n_tokens"].sum() + rows.height
+            assert dataset[i].tolist() == [bos, *ids, eod]  # a document starts as a prompt does
+        assert result.tokens[split][domain] == rows["n_tokens"].sum() + 2 * rows.height
     leftovers = [p for p in (out / "megatron").rglob("*") if ".shard" in p.name]
     assert not leftovers
 
@@ -70,9 +70,10 @@ def test_blend_file_names_weights_tokenizer_and_dataset(exported):
     tokenizer = default_tokenizer()
     assert blend["format"] == "logos-megatron-blend/1"
     assert blend["dtype"] == "uint16"
-    assert blend["tokenizer"] == {"path": "tokenizer", "content_hash": tokenizer.content_hash,
-                                  "vocab_size": tokenizer.vocab_size, "eod_id": tokenizer.eos_id,
-                                  "pad_id": tokenizer.pad_id}
+    assert blend["tokenizer"] == {"path": "tokenizer", "kind": "native", "content_hash": tokenizer.content_hash,
+                                  "vocab_size": tokenizer.vocab_size, "eod_id": tokenizer.token_id("<eos>"),
+                                  "pad_id": tokenizer.token_id("<pad>"), "bos_id": tokenizer.token_id("<bos>"),
+                                  "prefix_ids": [tokenizer.token_id("<bos>")]}
     assert (out / "tokenizer" / "tokenizer.json").is_file()
     for split, entry in blend["splits"].items():
         assert entry["domains"] == sorted(weights[split])
@@ -118,3 +119,34 @@ def test_megatron_blended_dataset_reproduces_the_weights_within_one_percent(expo
 def test_dtype_rule():
     assert megatron_dtype(28_747) is np.uint16
     assert megatron_dtype(65_500) is np.int32
+
+
+def test_an_extended_tokenizer_past_uint16_exports_int32_documents(split_records, tmp_path):
+    """A Llama-3-style base with enough reserved specials to pass 65,535 ids, extended with the grammar;
+    the records re-tokenized with it, exported, and read back with megatron-core."""
+    from grammar.hf_extend import ExtendedTokenizer
+    from grammar.tokenizer import load_tokenizer
+    from tests.grammar.base_tokenizers import make_base_tokenizer
+
+    base = make_base_tokenizer("llama3", tmp_path / "base", reserved=66_000)
+    tokenizer = ExtendedTokenizer.build(base)
+    assert tokenizer.vocab_size > 65_535
+    records = split_records.head(300)
+    records = records.with_columns(input_ids=pl.Series(tokenizer.encode_batch(records["text"].to_list()),
+                                                       dtype=pl.List(pl.Int32)))
+    weights = {split: {"molecule": 0.5, "reaction": 0.5} for split in ("train", "valid", "test")}
+    result = export_megatron(ExportConfig(), records, weights, tmp_path / "out", tokenizer,
+                             {"name": "t", "version": "v"})
+    blend = json.loads(result.blend_path.read_text())
+    assert blend["dtype"] == "int32"
+    assert blend["tokenizer"]["kind"] == "extended" and blend["tokenizer"]["vocab_size"] == tokenizer.vocab_size
+    saved = load_tokenizer(tmp_path / "out" / "tokenizer")
+    bos, eod = saved.token_id("<|begin_of_text|>"), saved.token_id("<|end_of_text|>")
+    assert (blend["tokenizer"]["bos_id"], blend["tokenizer"]["eod_id"]) == (bos, eod)
+    assert blend["tokenizer"]["pad_id"] == saved.token_id("<|eot_id|>")
+    for (split, domain), rows in records.group_by("split", "domain"):
+        dataset = IndexedDataset(str(tmp_path / "out" / "megatron" / split / domain))
+        assert dataset.index.dtype == np.int32
+        for i, text in enumerate(rows["text"].to_list()):
+            assert dataset[i].tolist()[0] == bos and dataset[i].tolist()[-1] == eod
+            assert saved.decode(dataset[i].tolist()[1:-1]) == text

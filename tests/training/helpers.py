@@ -5,8 +5,8 @@ The blend:
 
 Molecules are ChEMBL SMILES (tests/data/chembl), proteins are the peptide chains of the mmCIF files
 (tests/data/pdb/mmcif, read with gemmi); both are written in the shared grammar, tokenized with the
-built-in grammar tokenizer and stored with megatron-core's ``IndexedDatasetBuilder`` (EOD after each
-document), with the blend JSON in the dataset stage's format next to them.
+built-in grammar tokenizer and stored with megatron-core's ``IndexedDatasetBuilder`` (each document
+``<bos> ids <eos>``, as the export writes it), with the blend JSON in the dataset stage's format next to them.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def write_blend(out: Path) -> Path:
     for domain, texts in domains.items():
         by_split: dict[str, list[list[int]]] = {}
         for i, ids in enumerate(tokenizer.encode_batch(texts)):
-            by_split.setdefault(split_of(i), []).append([*ids, tokenizer.eos_id])
+            by_split.setdefault(split_of(i), []).append([*tokenizer.prefix_ids, *ids, tokenizer.eod_id])
         for split, documents in by_split.items():
             prefix = Path("megatron") / split / domain
             (out / prefix).parent.mkdir(parents=True, exist_ok=True)
@@ -82,8 +82,9 @@ def write_blend(out: Path) -> Path:
             entry["domains"].append(domain)
     blend = {
         "format": "logos-megatron-blend/1",
-        "tokenizer": {"path": "tokenizer", "content_hash": tokenizer.content_hash,
-                      "vocab_size": tokenizer.vocab_size, "eod_id": tokenizer.eos_id, "pad_id": tokenizer.pad_id},
+        "tokenizer": {"path": "tokenizer", "kind": tokenizer.kind, "content_hash": tokenizer.content_hash,
+                      "vocab_size": tokenizer.vocab_size, "eod_id": tokenizer.eod_id, "pad_id": tokenizer.pad_id,
+                      "bos_id": tokenizer.bos_id},
         "dtype": "uint16",
         "splits": splits,
         "dataset": {"name": "fixture", "version": "test-1"},

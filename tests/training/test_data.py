@@ -37,6 +37,26 @@ def test_blend_resolves_prefixes_relative_to_its_file(blend_path):
     assert tokenizer.content_hash == blend.tokenizer_hash and tokenizer.eos_id == blend.eod_id == 2
 
 
+def test_a_blend_with_an_extended_tokenizer_loads_and_feeds_megatron_its_specials(blend_copy):
+    from grammar.hf_extend import ExtendedTokenizer
+    from tests.grammar.base_tokenizers import make_base_tokenizer
+
+    base = make_base_tokenizer("llama3", blend_copy.parent / "base")
+    extended = ExtendedTokenizer.build(base)
+    shutil.rmtree(blend_copy.parent / "tokenizer")
+    extended.save(blend_copy.parent / "tokenizer")
+    _edit(blend_copy, lambda raw: raw["tokenizer"].update(
+        kind="extended", content_hash=extended.content_hash, vocab_size=extended.vocab_size,
+        eod_id=extended.eod_id, pad_id=extended.pad_id, bos_id=extended.bos_id))
+    adapter = MegatronGrammarTokenizer(load_tokenizer(read_blend(blend_copy)))
+    assert adapter.eod == extended.token_id("<|end_of_text|>") and adapter.pad == extended.token_id("<|eot_id|>")
+    assert adapter.bos == extended.token_id("<|begin_of_text|>")
+    assert adapter.unique_identifiers == {"class": "logos.extended", "content_hash": extended.content_hash}
+    _edit(blend_copy, lambda raw: raw["tokenizer"].update(kind="native"))
+    with pytest.raises(BlendError, match="kind: blend says 'native', tokenizer has 'extended'"):
+        load_tokenizer(read_blend(blend_copy))
+
+
 def test_tokenizer_hash_mismatch_is_refused(blend_copy):
     _edit(blend_copy, lambda raw: raw["tokenizer"].update(content_hash="sha256:" + "0" * 64))
     with pytest.raises(BlendError, match=r"content_hash: blend says 'sha256:0+', tokenizer has 'sha256:[0-9a-f]{64}'"):

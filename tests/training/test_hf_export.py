@@ -27,7 +27,8 @@ def exported(ref_tp2, qwen_pp2, tmp_path_factory):
         assert done.stdout.strip().endswith(str(target))
     # Two real documents (a protein chain, then a molecule), 64 tokens, as the model saw them.
     tokenizer = default_tokenizer()
-    ids = [*tokenizer.encode(protein_texts()[1]), tokenizer.eos_id, *tokenizer.encode(molecule_texts()[0])][:64]
+    start, eod = tokenizer.prefix_ids, tokenizer.eod_id  # documents are prefix + ids + eod, as exported
+    ids = [*start, *tokenizer.encode(protein_texts()[1]), eod, *start, *tokenizer.encode(molecule_texts()[0])][:64]
     assert len(ids) == 64
     ids_path = out / "ids.json"
     ids_path.write_text(json.dumps([ids]))
