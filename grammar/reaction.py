@@ -1,8 +1,20 @@
 """Reactions: reactants ``<React>`` products, and ``<ReverseReact>`` (products -> reactants).
 
 Each molecule is its own ``<MoleculeS>…<MoleculeE>`` block, in canonical order (sorted canonical
-SMILES), so the same reaction always reads the same. Reagents, when kept, sit in a
-``<ReagentS>…<ReagentE>`` block right after the reactants.
+SMILES), so the same reaction always reads the same.
+
+Reagents (``reagents: drop|keep|merge``, ``ReagentPolicy``) follow LOGOS's answer layout: the text after
+the task token (the answer a model writes) holds products (``<React>``) or reactants
+(``<ReverseReact>``) only. LOGOS has no reagent tag, and its retrosynthesis extraction reads every
+``<MoleculeS>…<MoleculeE>`` after ``<ReverseReact>`` as a reactant, so a reagent there would count as a
+wrong reactant. Hence:
+
+- ``drop`` (the default, and USPTO-50k's convention): reagents are not part of the sample.
+- ``keep`` (only when asked): a ``<ReagentS>…<ReagentE>`` block of context *before* the task token, in
+  both directions: ``reactants [reagents] <React> products`` and
+  ``products [reagents] <ReverseReact> reactants``. The answer stays LOGOS's.
+- ``merge``: reagents folded into the reactants (USPTO-MIT's "mixed" setting): they are then part of
+  the ``<ReverseReact>`` answer, by the user's choice.
 """
 
 from __future__ import annotations
@@ -21,7 +33,7 @@ class ReagentPolicy(StrEnum):
     """What to do with the middle part of ``reactants>reagents>products``."""
 
     DROP = "drop"  # reagents are not part of the sample (USPTO-50k and most retrosynthesis benchmarks)
-    KEEP = "keep"  # written in a <ReagentS> block
+    KEEP = "keep"  # written in a <ReagentS> block before the task token (context, never the answer)
     MERGE = "merge"  # folded into the reactants ("mixed" setting of USPTO-MIT)
 
 
@@ -83,7 +95,7 @@ def write_reaction(reaction: Reaction) -> str:
 
 
 def write_reverse_reaction(reaction: Reaction) -> str:
-    return f"{_blocks(reaction.products)}{REVERSE_REACT}{_blocks(reaction.reactants)}{_reagent_block(reaction)}"
+    return f"{_blocks(reaction.products)}{_reagent_block(reaction)}{REVERSE_REACT}{_blocks(reaction.reactants)}"
 
 
 def _read_blocks(stream: TokenStream) -> list[Molecule]:
@@ -121,8 +133,8 @@ def parse_reaction(text: str) -> Reaction:
 def parse_reverse_reaction(text: str) -> Reaction:
     stream = TokenStream(text)
     products = _read_blocks(stream)
+    reagents = _read_reagents(stream)
     stream.expect(REVERSE_REACT)
     reactants = _read_blocks(stream)
-    reagents = _read_reagents(stream)
     stream.expect_end()
     return _checked(stream, reactants, products, reagents)

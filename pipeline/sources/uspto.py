@@ -5,9 +5,11 @@ Atom maps are removed and molecules canonicalized by ``grammar.reaction.Reaction
 - ``roles_from_atom_maps`` (default on): a reactant-side molecule none of whose mapped atoms reach a
   product is a reagent (solvents, bases, catalysts that text mining put among the reactants). Nothing
   moves when the products carry no atom maps, or when it would leave no reactant.
-- ``reagents`` then says what happens to the reagents (``ReagentPolicy``): by default DROP for
-  USPTO-50k (the retrosynthesis benchmark convention; its reagent field is empty anyway) and KEEP for
-  Lowe's grants and USPTO-MIT, whose conditions are real information, written in a ``<ReagentS>`` block.
+- ``reagents`` then says what happens to the reagents (``ReagentPolicy``, see ``grammar.reaction``):
+  DROP by default for every format, so the ``<React>``/``<ReverseReact>`` samples have LOGOS's answer
+  layout (products / reactants only; LOGOS reads any molecule after ``<ReverseReact>`` as a reactant).
+  ``reagents: keep`` writes the conditions of Lowe's grants and USPTO-MIT as a ``<ReagentS>`` context
+  block before the task token; ``merge`` folds them into the reactants.
 
 Patent number, paragraph and year stay in the metadata for time splits. Lowe's files carry the year;
 for USPTO-50k it is read from pre-grant publication numbers (``US2009xxxxxxxA1`` -> 2009), the one case
@@ -44,25 +46,17 @@ class UsptoFormat(StrEnum):
     MIT = "mit"  # one "mapped_rxn [bond_edits]" per line
 
 
-DEFAULT_REAGENTS = {
-    UsptoFormat.LOWE: ReagentPolicy.KEEP,
-    UsptoFormat.USPTO_50K: ReagentPolicy.DROP,
-    UsptoFormat.MIT: ReagentPolicy.KEEP,
-}
-
-
 @dataclass(frozen=True, slots=True)
 class UsptoConfig:
     format: UsptoFormat | None = None  # None: detected from the first line
-    reagents: ReagentPolicy | None = None  # None: DEFAULT_REAGENTS for the format
+    reagents: ReagentPolicy = ReagentPolicy.DROP  # LOGOS's answer layout; keep/merge only when asked
     roles_from_atom_maps: bool = True
     storage_options: dict[str, Any] | None = field(default=None, hash=False)
 
     def __post_init__(self) -> None:
         if self.format is not None:
             object.__setattr__(self, "format", UsptoFormat(self.format))
-        if self.reagents is not None:
-            object.__setattr__(self, "reagents", ReagentPolicy(self.reagents))
+        object.__setattr__(self, "reagents", ReagentPolicy(self.reagents))
 
 
 @dataclass
@@ -124,7 +118,7 @@ class UsptoSource:
 
     def convert(self, item: SourceItem) -> Conversion:
         payload = item.payload
-        policy = self.config.reagents or DEFAULT_REAGENTS[payload["format"]]
+        policy = self.config.reagents
         try:
             core = payload["reaction"].strip().split(" ")[0]  # a CXSMILES extension may follow a space
             if self.config.roles_from_atom_maps:

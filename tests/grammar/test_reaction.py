@@ -59,6 +59,12 @@ def test_reagent_policies(data_dir):
     assert "<ReagentS><MoleculeS>O<MoleculeE><ReagentE><React>" in write_reaction(keep)
     merge = Reaction.from_reaction_smiles(raw, reagents=ReagentPolicy.MERGE)
     assert [m.smiles for m in merge.reactants] == ["CO", "O", "[Na+]", "[OH-]"]
+    # LOGOS's answer layout: after <ReverseReact> only reactants, also when reagents are kept (as context).
+    assert write_reverse_reaction(keep) == (
+        "<MoleculeS>COC<MoleculeE><ReagentS><MoleculeS>O<MoleculeE><ReagentE><ReverseReact>"
+        "<MoleculeS>CO<MoleculeE><MoleculeS>[Na+]<MoleculeE><MoleculeS>[OH-]<MoleculeE>"
+    )
+    assert "<Reagent" not in write_reverse_reaction(Reaction.from_reaction_smiles(raw))
 
 
 def test_reaction_text_layout():

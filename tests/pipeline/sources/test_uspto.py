@@ -100,17 +100,18 @@ def test_uspto_50k(data_dir: Path) -> None:
             assert "year" not in sample.metadata
 
 
-@pytest.mark.parametrize("policy", [None, ReagentPolicy.DROP, ReagentPolicy.MERGE])
+@pytest.mark.parametrize("policy", [None, ReagentPolicy.KEEP, ReagentPolicy.MERGE])
 def test_uspto_mit_with_and_without_bond_edits(data_dir: Path, tmp_path: Path, policy: ReagentPolicy | None) -> None:
     lines = (data_dir / MIT).read_text().splitlines()
-    items, samples, rejects = run(uspto_source(reagents=policy), data_dir / MIT)
+    options = {} if policy is None else {"reagents": policy}
+    items, samples, rejects = run(uspto_source(**options), data_dir / MIT)
     assert (len(items), rejects) == (len(lines), [])
-    check_samples(samples, lines, policy or ReagentPolicy.KEEP)
+    check_samples(samples, lines, policy or ReagentPolicy.DROP)
     assert samples[0].source_id == "USPTO_MIT_test_human.txt:line 1"
     # The training files of USPTO-MIT carry a bond-edit field after the reaction.
     with_edits = tmp_path / "train.txt"
     with_edits.write_text("".join(f"{line} 1-2-0.0;3-4-1.0\n" for line in lines[:5]))
-    _, edited, _ = run(uspto_source(reagents=policy), with_edits)
+    _, edited, _ = run(uspto_source(**options), with_edits)
     assert [s.text for s in edited] == [s.text for s in samples[:10]]
     assert edited[0].metadata["bond_edits"] == "1-2-0.0;3-4-1.0"
 
@@ -121,7 +122,7 @@ def test_lowe_rsmi_with_and_without_header(data_dir: Path, tmp_path: Path, heade
     path = tmp_path / "grants.rsmi"
     path.write_text((LOWE_HEADER if header else "") + "".join(lines))
     assert detect_format(path.read_text().splitlines()[0]) is UsptoFormat.LOWE
-    items, samples, rejects = run(uspto_source(), path)
+    items, samples, rejects = run(uspto_source(reagents="keep"), path)
     assert (len(items), rejects) == (len(lines), [])
     check_samples(samples, [line.split("\t")[0] for line in lines], ReagentPolicy.KEEP)
     columns = [line.rstrip("\n").split("\t") for line in lines]
@@ -171,3 +172,18 @@ def test_file_level_problems(data_dir: Path, tmp_path: Path) -> None:
         assert [r.reason_code for r in rejects] == [code], name
         assert len(samples) == 2 * len(items), name
     assert Counter(r.stage for r in rejects) == {"read": 1}
+
+
+@pytest.mark.parametrize("path", [USPTO_50K, MIT, LOWE])
+def test_default_samples_have_logos_answer_layout(data_dir: Path, path: str) -> None:
+    """By default no reagent block anywhere; with ``keep`` the reagents are context before the task token,
+    never inside the answer (LOGOS reads every molecule after <ReverseReact> as a reactant)."""
+    _, samples, _ = run(uspto_source(), data_dir / path)
+    assert samples and all("<ReagentS>" not in s.text for s in samples)
+    _, kept, _ = run(uspto_source(reagents="keep"), data_dir / path)
+    for sample in kept:
+        task_token = "<React>" if sample.task == "react" else "<ReverseReact>"
+        answer = sample.text.split(task_token, 1)[1]
+        assert "<ReagentS>" not in answer and answer.startswith("<MoleculeS>")
+    if path != USPTO_50K:  # 50k has no reagents at all
+        assert any("<ReagentS>" in s.text for s in kept if s.task == "reverse_react")
