@@ -8,7 +8,8 @@ import sys
 from collections.abc import Sequence
 
 # Each module exposes ``register(subparsers)``; handlers are set with ``set_defaults(func=...)``.
-COMMAND_MODULES = ("grammar.cli", "pipeline.cli", "pipeline.dataset_cli", "training.cli", "workflows.commands")
+COMMAND_MODULES = ("grammar.cli", "pipeline.cli", "pipeline.dataset_cli", "training.cli",
+                   "training.evaluation.cli", "workflows.commands")
 
 
 def build_parser() -> argparse.ArgumentParser:

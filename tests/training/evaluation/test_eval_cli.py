@@ -1,0 +1,137 @@
+"""``logos eval`` end to end on a real split dataset: every task with --limit 3, the results JSON, scoring the
+predictions it wrote, LOGOS's input layouts, a training checkpoint exported on the fly, and bad inputs."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from dataclasses import replace
+
+import pytest
+
+from grammar.tags import MOLECULE_S, REVERSE_REACT, SEARCH
+from pipeline.versions import Manifest
+from tests.training.helpers import run_logos
+from training.evaluation.tasks import TASK_NAMES
+from workflows.cli import main
+
+
+def run_cli(capsys, *args: str) -> tuple[int, str, str]:
+    code = main(["eval", *args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture(scope="module")
+def evaluation(eval_dataset, tiny_model, tmp_path_factory):
+    """One `logos eval` of the tiny model on every task, printed as JSON."""
+    out = tmp_path_factory.mktemp("eval") / "out"
+    home = eval_dataset.store.root.parent
+    code = main(["eval", str(tiny_model), "--dataset", eval_dataset.ref, "--limit", "3", "--samples", "2",
+                 "--max-new-tokens", "8", "--out", str(out), "--home", str(home), "--json"])
+    return code, out, home
+
+
+def test_every_task_is_evaluated_into_one_results_json(evaluation, eval_dataset, capsys):
+    code, out, _ = evaluation
+    assert code == 0
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["tasks"]) == set(TASK_NAMES)
+    assert results["dataset"]["ref"] == eval_dataset.ref
+    assert results["model"]["tokenizer_hash"] == results["dataset"]["tokenizer_hash"]
+    assert results["generation"] | {"engine": None} == {
+        "engine": None, "samples": 2, "temperature": 1.2, "top_p": 0.9, "repetition_penalty": 1.05,
+        "max_new_tokens": 8, "batch_size": 8, "seed": 1234}
+    for name, entry in results["tasks"].items():
+        assert entry["metrics"], name
+        for metric in entry["metrics"].values():
+            assert set(metric) >= {"value", "count"}
+        if name != "perplexity":
+            assert entry["settings"]["prompts"] == 3
+            lines = (out / entry["predictions"]).read_text().splitlines()
+            assert len(lines) == 6  # 3 prompts x 2 samples, in LOGOS's output layout
+            assert set(json.loads(lines[0])) == {"id", "sample", "sequence", "groundtruth"}
+    retro = results["tasks"]["retrosynthesis"]
+    assert retro["metrics"]["top_1"]["count"] == 3 and retro["metrics"]["validity"]["count"] == 6
+    assert results["tasks"]["ligand_design"]["skipped"][0]["what"] == "vina_score"
+    # An untrained model predicts every token about equally: perplexity near the vocabulary size.
+    vocab = 28_747
+    assert 0.5 * vocab < results["tasks"]["perplexity"]["metrics"]["all"]["value"] < 2 * vocab
+
+
+def test_scoring_the_written_predictions_gives_the_same_metrics(evaluation, capsys):
+    _, out, _home = evaluation
+    results = json.loads((out / "results.json").read_text())
+    for task in ("retrosynthesis", "pocket_search", "material_generation"):
+        code, stdout, _ = run_cli(capsys, "score", "--task", task, "--predictions",
+                                  str(out / "predictions" / f"{task}.jsonl"), "--json")
+        assert code == 0
+        scored = json.loads(stdout)
+        expected = {k: v for k, v in results["tasks"][task]["metrics"].items() if k != "novelty"}
+        assert scored["metrics"] == expected and scored["counts"]["malformed_lines"] == 0
+
+
+def test_export_prompts_in_logos_layouts(eval_dataset, tmp_path, capsys):
+    home = eval_dataset.store.root.parent
+    code, stdout, _ = run_cli(capsys, "export-prompts", "--dataset", eval_dataset.ref, "--format", "logos",
+                              "--out", str(tmp_path / "prompts"), "--home", str(home))
+    assert code == 0
+    summary = json.loads(stdout)
+    assert set(summary["files"]) == {"retrosynthesis", "forward_reaction", "pocket_search", "ligand_design"}
+    rows = {t: [json.loads(x) for x in (tmp_path / "prompts" / f"{t}.jsonl").read_text().splitlines()]
+            for t in summary["files"]}
+    assert all(r["test_input"].endswith(REVERSE_REACT) and r["groundtruth"].startswith("<MoleculeS>")
+               for r in rows["retrosynthesis"])
+    assert all(r["text"].endswith(SEARCH) for r in rows["pocket_search"])
+    assert all(r["protein_pocket_ligand"].endswith(MOLECULE_S) and "<PocketS>" in r["protein_pocket_ligand"]
+               for r in rows["ligand_design"])
+    # LOGOS's script writes {"sequence": prompt + answer, "groundtruth": ...}: the references score 1.0.
+    predictions = tmp_path / "logos_results.jsonl"
+    predictions.write_text("".join(json.dumps({"sequence": r["test_input"] + r["groundtruth"] + "<eos>",
+                                               "ppl": 1.0, "groundtruth": r["groundtruth"]}) + "\n"
+                                   for r in rows["retrosynthesis"]))
+    code, stdout, _ = run_cli(capsys, "score", "--task", "retrosynthesis", "--predictions", str(predictions), "--json")
+    assert json.loads(stdout)["metrics"]["top_1"] == {"value": 1.0, "count": len(rows["retrosynthesis"])}
+
+
+def test_bad_inputs_are_one_line_errors_with_exit_2(eval_dataset, tiny_model, tmp_path, capsys):
+    store, home = eval_dataset.store, eval_dataset.store.root.parent
+    out = tmp_path / "never"
+    common = ["--out", str(out), "--home", str(home), "--limit", "1"]
+    # A dataset version tokenized with another tokenizer (its manifest names another hash).
+    manifest = store.manifest(eval_dataset.ref)
+    other = replace(manifest, version="0" * 16, tokenizer_hash="sha256:" + "1" * 64)
+    (store.root / manifest.name / "manifests" / f"{other.version}.json").write_text(other.to_json())
+    assert Manifest.from_json(other.to_json()).tokenizer_hash != manifest.tokenizer_hash
+    cases = {
+        "is not the tokenizer of": [str(tiny_model), "--dataset", other.ref],
+        "has no test split": [str(tiny_model), "--dataset", eval_dataset.unsplit_ref],
+        "unknown task 'retro'": [str(tiny_model), "--dataset", eval_dataset.ref, "--tasks", "retro"],
+        "neither an HF export": [str(tmp_path), "--dataset", eval_dataset.ref],
+    }
+    for message, args in cases.items():
+        code, _stdout, stderr = run_cli(capsys, *args, *common)
+        assert code == 2 and message in stderr and len(stderr.strip().splitlines()) == 1, (message, stderr)
+        assert not out.exists()
+    (store.root / manifest.name / "manifests" / f"{other.version}.json").unlink()
+    code, _, stderr = run_cli(capsys, "score", "--task", "retrosynthesis", "--predictions", str(tmp_path / "none"))
+    assert code == 2 and "not found" in stderr
+    code, _, stderr = run_cli(capsys, "score", "--task", "perplexity", "--predictions", str(tmp_path / "none"))
+    assert code == 2 and "unknown task" in stderr
+
+
+def test_a_training_checkpoint_is_exported_on_the_fly(ref_tp1, eval_dataset, tmp_path):
+    """The fixture run trained 10+ steps on molecules and proteins: perplexity falls below uniform."""
+    home = eval_dataset.store.root.parent
+    run_dir = tmp_path / "run"
+    shutil.copytree(ref_tp1.run_dir, run_dir)
+    done = run_logos("eval", str(run_dir), "--dataset", eval_dataset.ref, "--tasks", "molecule_generation",
+                     "perplexity", "--limit", "2", "--max-new-tokens", "8", "--out", str(tmp_path / "out"),
+                     "--home", str(home), "--json", timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    results = json.loads(done.stdout)
+    assert results["model"]["exported_from"].startswith(str(run_dir))
+    assert (tmp_path / "out" / "model" / "config.json").is_file()
+    molecule = results["tasks"]["perplexity"]["metrics"]["molecule/molecule"]
+    assert molecule["count"] > 0 and math.log(molecule["value"]) < math.log(28_747) - 1.0
