@@ -18,6 +18,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ingest.add_argument("--workers", type=int, help="parallel converters (default: all CPUs Ray offers)")
     ingest.add_argument("--ray-address", help="join this Ray cluster instead of starting a local one")
     ingest.add_argument("--chunk-items", type=int, help="items per output part")
+    ingest.add_argument("--tokenizer", metavar="DIR",
+                        help="a saved tokenizer directory, native or extended (`logos grammar vocab [--extend]`); "
+                             "default: the built-in grammar vocabulary")
     ingest.add_argument("--tokenizer-engine", choices=["python", "rust"], default="python")
     _add_options(ingest)
     ingest.set_defaults(func=_ingest)
@@ -55,7 +58,17 @@ def _ingest(args: argparse.Namespace) -> int:
     config = IngestConfig(
         source=args.source, inputs=args.inputs, out=args.out, source_options=_options(args), workers=args.workers,
         ray_address=args.ray_address, chunk_items=args.chunk_items, tokenizer_engine=args.tokenizer_engine,
+        tokenizer=args.tokenizer,
     )
+    if args.tokenizer:
+        from grammar.errors import GrammarError
+        from grammar.tokenizer import load_tokenizer
+
+        try:  # before anything is written
+            load_tokenizer(args.tokenizer)
+        except GrammarError as exc:
+            print(f"logos ingest: --tokenizer: {exc}", file=sys.stderr)
+            return 2
     summary = run_ingest(config).as_dict()
     items = summary["items"]
     print(json.dumps(summary, indent=1))

@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from grammar.tokenizer import GrammarTokenizer
+from grammar.tokenizer import LogosTokenizer
 from pipeline.records import Reject, SourceItem, reject_row, shard_row
 from pipeline.sources.base import Source, reject_from
 
@@ -66,7 +66,7 @@ class ChunkResult:
 
 
 def convert_items(
-    source: Source, tokenizer: GrammarTokenizer, items: list[SourceItem | Reject], engine: str = "python"
+    source: Source, tokenizer: LogosTokenizer, items: list[SourceItem | Reject], engine: str = "python"
 ) -> ChunkResult:
     records: list[dict[str, Any]] = []
     rejects: list[dict[str, Any]] = []

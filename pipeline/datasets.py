@@ -18,7 +18,6 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from grammar.tokenizer import default_tokenizer
 from pipeline.dedup import (
     ExactDedupConfig,
     StreamingConfig,
@@ -42,6 +41,7 @@ from pipeline.versions.stage import (
     record_counts,
     run_stage,
     semantic_config,
+    stage_tokenizer,
 )
 
 DEFAULT_EXACT, DEFAULT_NEAR, DEFAULT_SPLIT = ExactDedupConfig(), NearDedupConfig(), SplitConfig()
@@ -158,9 +158,13 @@ def split_dataset(
     return run_stage(store, name, "split", [input], semantic, compute, run)
 
 
-def token_counts(records: pl.LazyFrame) -> tuple[dict[str, dict[str, int]], dict[str, dict[str, int]]]:
-    """Tokens (EOD included, as exported) and documents per split and domain."""
-    grouped = records.group_by("split", "domain").agg(docs=pl.len(), tokens=pl.col("n_tokens").sum() + pl.len())
+def token_counts(
+    records: pl.LazyFrame, specials: int = 1
+) -> tuple[dict[str, dict[str, int]], dict[str, dict[str, int]]]:
+    """Tokens as exported (``specials`` per document: the tokenizer's prefix and the EOD) and documents
+    per split and domain."""
+    grouped = records.group_by("split", "domain").agg(docs=pl.len(),
+                                                      tokens=pl.col("n_tokens").sum() + specials * pl.len())
     tokens: dict[str, dict[str, int]] = {}
     documents: dict[str, dict[str, int]] = {}
     for split, domain, docs, n in grouped.collect().iter_rows():
@@ -176,7 +180,8 @@ def mix_dataset(
 
     def compute(loaded: Inputs, version: str, store: DatasetStore) -> StageOutput:
         source = only_dataset(loaded, "mix")
-        mixture = mix(config, *token_counts(store.scan(source)))
+        specials = len(stage_tokenizer(store, loaded).prefix_ids) + 1
+        mixture = mix(config, *token_counts(store.scan(source), specials))
         return StageOutput({"records": source.tables["records"]}, source.counts, {"mixture": mixture.as_dict()})
 
     return run_stage(store, name, "mix", [input], semantic_config(config), compute, run)
@@ -186,18 +191,23 @@ def export_megatron_dataset(
     store: DatasetStore, input: str, name: str, config: ExportConfig = DEFAULT_EXPORT,
     run: dict[str, Any] | None = None,
 ) -> StageRun:
-    """``.bin/.idx`` per (split, domain) and a blend; weights from the input's mixture (natural if none)."""
+    """``.bin/.idx`` per (split, domain) and a blend; weights from the input's mixture (natural if none).
+
+    The documents are written with the input's tokenizer (its prefix and EOD), which is saved next to
+    the blend; int32 when its vocabulary does not fit uint16."""
 
     def compute(loaded: Inputs, version: str, store: DatasetStore) -> StageOutput:
         source = only_dataset(loaded, "export")
         records = store.scan(source)
-        mixture = source.outputs.get("mixture") or mix(MixConfig(), *token_counts(records)).as_dict()
+        tokenizer = stage_tokenizer(store, loaded)
+        specials = len(tokenizer.prefix_ids) + 1
+        mixture = source.outputs.get("mixture") or mix(MixConfig(), *token_counts(records, specials)).as_dict()
         weights: dict[str, dict[str, float]] = {}
         for share in mixture["shares"]:
             weights.setdefault(share["split"], {})[share["domain"]] = share["weight"]
         staging = store.staging_dir(name, version)
         dataset = {"name": name, "version": version}
-        result = export_megatron(config, records, weights, staging, default_tokenizer(), dataset)
+        result = export_megatron(config, records, weights, staging, tokenizer, dataset)
         blend = store.dataset_dir(name).relative_to(store.root) / "files" / version / BLEND_FILE
         outputs = {"blend": str(blend), "mixture": mixture, "documents": result.documents, "tokens": result.tokens}
         return StageOutput({"records": source.tables["records"]}, source.counts, outputs, staging)

@@ -5,6 +5,12 @@ a file that breaks mid-way becomes a reject for its remainder) -> an actor pool 
 chunks (each actor keeps its source's caches, e.g. the CCD) and writes one records part and one rejects
 part per chunk, named by (file, chunk) so output is deterministic -> the driver adds up the per-chunk
 accounting and writes ``summary.json`` last, as the marker of a finished run.
+
+The tokenizer is the dataset's: ``tokenizer`` names a saved tokenizer directory of either kind
+(``grammar.tokenizer.load_tokenizer``; default: the built-in native vocabulary). The driver loads it
+before any work (a bad directory fails the run up front), saves a copy as ``OUT/tokenizer/`` and
+records its kind and content hash in ``summary.json``, so the shards always travel with the tokenizer
+their ids came from; the dataset stages read it from there.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from functools import reduce
+from pathlib import Path
 from typing import Any
 
 from pipeline.convert import ChunkStats, convert_items
@@ -26,6 +33,7 @@ from pipeline.sources import make_source, source_class
 from pipeline.sources.base import reason_code
 
 SUMMARY_FILE = "summary.json"
+TOKENIZER_DIR = "tokenizer"  # OUT/tokenizer: a copy of the tokenizer the ids came from
 
 
 @dataclass
@@ -39,6 +47,7 @@ class IngestConfig:
     chunk_items: int | None = None  # items per output part; default: the source's own choice
     tokenizer_engine: str = "python"  # see grammar.tokenizer: identical ids, faster per core here
     storage_options: dict[str, Any] | None = None
+    tokenizer: str | None = None  # a saved tokenizer directory (native or extended); None: the built-in one
 
 
 @dataclass
@@ -47,10 +56,12 @@ class IngestSummary:
     files: int
     stats: ChunkStats
     elapsed_s: float
+    tokenizer: dict[str, Any] = field(default_factory=dict)  # path (relative to OUT), kind, content_hash, ...
 
     def as_dict(self) -> dict[str, Any]:
         elapsed = round(self.elapsed_s, 3)
-        return {"config": self.config, "files": self.files, **self.stats.as_dict(), "elapsed_s": elapsed}
+        return {"config": self.config, "files": self.files, "tokenizer": self.tokenizer, **self.stats.as_dict(),
+                "elapsed_s": elapsed}
 
 
 def _chunk_row(file_index: int, chunk_index: int, uri: str, items: list) -> dict[str, list]:
@@ -80,11 +91,10 @@ def read_file_chunks(batch: dict, source: str, options: dict, chunk_items: int) 
 class ChunkConverter:
     """Ray actor: converts, tokenizes and writes one chunk at a time; returns its accounting."""
 
-    def __init__(self, source: str, options: dict, out: str, engine: str, storage_options: dict | None) -> None:
-        from grammar.tokenizer import default_tokenizer
-
+    def __init__(self, source: str, options: dict, out: str, engine: str, storage_options: dict | None,
+                 tokenizer: str | None = None) -> None:
         self.source = make_source(source, options)
-        self.tokenizer = default_tokenizer()
+        self.tokenizer = dataset_tokenizer(tokenizer)
         self.out, self.engine, self.storage_options = out.rstrip("/"), engine, storage_options
 
     def __call__(self, batch: dict) -> dict[str, list]:
@@ -118,6 +128,29 @@ def one_block_per_chunk() -> Iterator[None]:
         context.target_max_block_size = previous
 
 
+def dataset_tokenizer(directory: str | None):
+    """The tokenizer saved in ``directory`` (either kind), or the built-in native one."""
+    from grammar.tokenizer import default_tokenizer, load_tokenizer
+
+    return load_tokenizer(directory) if directory else default_tokenizer()
+
+
+def save_tokenizer(tokenizer, out: str, storage_options: dict | None) -> dict[str, Any]:
+    """Save ``tokenizer`` as ``OUT/tokenizer`` (through fsspec for remote outputs); its summary entry."""
+    import tempfile
+
+    from fsspec.core import url_to_fs
+
+    fs, path = url_to_fs(f"{out}/{TOKENIZER_DIR}", **(storage_options or {}))
+    with tempfile.TemporaryDirectory() as local:
+        tokenizer.save(local)
+        fs.makedirs(path, exist_ok=True)
+        for file in sorted(Path(local).iterdir()):
+            fs.put_file(str(file), f"{path}/{file.name}")
+    return {"path": TOKENIZER_DIR, "kind": tokenizer.kind, "content_hash": tokenizer.content_hash,
+            "vocab_size": tokenizer.vocab_size}
+
+
 def run_ingest(config: IngestConfig) -> IngestSummary:
     import ray.data
     from ray.data import ActorPoolStrategy
@@ -129,8 +162,10 @@ def run_ingest(config: IngestConfig) -> IngestSummary:
     files = expand_inputs(config.inputs, getattr(cls, "suffixes", ()), config.storage_options)
     chunk_items = config.chunk_items or getattr(cls, "chunk_items", 1024)
     out = config.out.rstrip("/")
-    for sub in ("records", "rejects"):
+    tokenizer = dataset_tokenizer(config.tokenizer)
+    for sub in ("records", "rejects", TOKENIZER_DIR):
         reset_dir(f"{out}/{sub}", config.storage_options)
+    tokenizer_entry = save_tokenizer(tokenizer, out, config.storage_options)
     with ray_session(config.ray_address, config.workers), one_block_per_chunk():
         workers = config.workers or max(1, int(ray.available_resources().get("CPU", 1)))
         plan = ray.data.from_items(
@@ -144,12 +179,12 @@ def run_ingest(config: IngestConfig) -> IngestSummary:
         stats_rows = chunks.map_batches(
             ChunkConverter, batch_size=1, compute=ActorPoolStrategy(size=workers), num_cpus=0.75,
             fn_constructor_args=(config.source, config.source_options, out, config.tokenizer_engine,
-                                 config.storage_options),
+                                 config.storage_options, config.tokenizer),
         ).take_all()
     stats = reduce(ChunkStats.__add__, (ChunkStats.from_dict(json.loads(r["stats"])) for r in stats_rows), ChunkStats())
     if stats.items_read != stats.items_written + stats.items_rejected:
         raise AssertionError(f"accounting broken: {stats.as_dict()['items']}")
-    summary = IngestSummary(asdict(config), len(files), stats, time.perf_counter() - started)
+    summary = IngestSummary(asdict(config), len(files), stats, time.perf_counter() - started, tokenizer_entry)
     write_summary(summary, out, config.storage_options)
     return summary
 

@@ -6,11 +6,20 @@ files, files or globs. A URI input is identified by a checksum of its files' byt
 computes the version id from inputs and config before doing any work and returns the existing
 version untouched when there is one. Execution-only settings (Ray on/off, batch sizes, threads,
 shard size) are left out of the id: they do not change the result.
+
+The tokenizer is the inputs': an ingest folder carries its own (``OUT/tokenizer``, hash in
+``summary.json``), a dataset version names it in its manifest (``tokenizer_hash``). All inputs must
+share one tokenizer (else a one-line error naming both); the version id and manifest record its hash,
+and a copy is kept in the store under ``.tokenizers/<hash>`` (a dataset name cannot start with a dot)
+so later stages, and the Megatron export, find it by hash. Bare Parquet inputs and ingest folders
+written before tokenizers were recorded are taken to be the built-in native tokenizer's.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import shutil
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -20,13 +29,14 @@ from typing import Any
 
 import polars as pl
 
-from grammar.tokenizer import default_tokenizer
+from grammar.tokenizer import TokenizerMismatch, check_same_tokenizer, default_tokenizer
 from pipeline.io import expand_inputs
 from pipeline.records import SHARD_SCHEMA
 from pipeline.versions.manifest import InputRef, Manifest, TableRef, code_version, file_sha256, version_id
 from pipeline.versions.store import DatasetStore
 
 EXECUTION_FIELDS = frozenset({"use_ray", "batch_rows", "threads", "docs_per_shard", "verify"})
+TOKENIZERS_DIR = ".tokenizers"
 
 
 class InputError(ValueError):
@@ -40,6 +50,8 @@ class Inputs:
     rejects: pl.LazyFrame | None
     manifests: list[Manifest]  # the dataset inputs' manifests (URI inputs have none)
     files: list[str]  # the Parquet files behind ``records`` (for streaming stages)
+    tokenizer_hash: str = ""  # the one tokenizer every input's ids came from
+    tokenizer_dir: Path | None = None  # a saved copy of it, when an input carries one
 
 
 @dataclass
@@ -84,6 +96,49 @@ def semantic_config(value: Any) -> Any:
     return value
 
 
+def stored_tokenizer_dir(store: DatasetStore, content_hash: str) -> Path:
+    return store.root / TOKENIZERS_DIR / content_hash.removeprefix("sha256:")
+
+
+def ingest_tokenizer(spec: str) -> tuple[str, Path | None]:
+    """(content hash, saved directory) of the tokenizer an ingest folder's ids came from."""
+    root = Path(spec)
+    summary = root / "summary.json"
+    entry = json.loads(summary.read_text()).get("tokenizer") if summary.is_file() else None
+    if not entry:
+        return default_tokenizer().content_hash, None
+    directory = root / entry.get("path", "tokenizer")
+    return entry["content_hash"], directory if directory.is_dir() else None
+
+
+def stage_tokenizer(store: DatasetStore, inputs: Inputs):
+    """The inputs' tokenizer, loaded from the store's copy (the export needs its ids and files)."""
+    from grammar.tokenizer import load_tokenizer
+
+    directory = stored_tokenizer_dir(store, inputs.tokenizer_hash)
+    if not directory.is_dir():
+        raise InputError(f"tokenizer {inputs.tokenizer_hash} of {[r.label() for r in inputs.refs]} is not in "
+                         f"{store.root / TOKENIZERS_DIR} (re-run the stage that read the ingest output)")
+    return load_tokenizer(directory)
+
+
+def keep_tokenizer(store: DatasetStore, inputs: Inputs) -> None:
+    """Copy the inputs' tokenizer into the store by hash (once), so later stages find it."""
+    target = stored_tokenizer_dir(store, inputs.tokenizer_hash)
+    if target.is_dir():
+        return
+    staging = target.with_name(f".{target.name}.tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    if inputs.tokenizer_dir is not None:
+        shutil.copytree(inputs.tokenizer_dir, staging)
+    elif inputs.tokenizer_hash == default_tokenizer().content_hash:
+        default_tokenizer().save(staging)
+    else:
+        raise InputError(f"tokenizer {inputs.tokenizer_hash} of {[r.label() for r in inputs.refs]} is neither "
+                         f"saved with the inputs nor in {store.root / TOKENIZERS_DIR}")
+    staging.rename(target)
+
+
 def uri_input(spec: str) -> tuple[InputRef, list[str], list[str]]:
     root = Path(spec)
     if root.is_dir() and (root / "records").is_dir():  # an ingest output folder
@@ -105,12 +160,15 @@ def uri_input(spec: str) -> tuple[InputRef, list[str], list[str]]:
 
 def load_inputs(store: DatasetStore, specs: Sequence[str]) -> Inputs:
     refs, records, rejects, manifests, files = [], [], [], [], []
+    tokenizers: list[tuple[str, str, Path | None]] = []  # (input label, hash, saved directory)
     for spec in specs:
         name = spec.partition("@")[0]
         if name in store.names():
             manifest = store.manifest(spec)
             manifests.append(manifest)
             refs.append(InputRef(name=manifest.name, version=manifest.version))
+            stored = stored_tokenizer_dir(store, manifest.tokenizer_hash)
+            tokenizers.append((manifest.ref, manifest.tokenizer_hash, stored if stored.is_dir() else None))
             records.append(store.scan(manifest))
             files.extend(store.table_files(manifest))
             if "rejects" in manifest.tables:
@@ -118,6 +176,7 @@ def load_inputs(store: DatasetStore, specs: Sequence[str]) -> Inputs:
         elif Path(spec).exists() or "://" in spec or any(c in spec for c in "*?["):
             ref, record_files, reject_files = uri_input(spec)
             refs.append(ref)
+            tokenizers.append((spec, *ingest_tokenizer(spec)))
             records.append(pl.scan_parquet(record_files).select(SHARD_SCHEMA.names))
             rejects.extend([pl.scan_parquet(reject_files)] if reject_files else [])
             files.extend(record_files)
@@ -125,8 +184,16 @@ def load_inputs(store: DatasetStore, specs: Sequence[str]) -> Inputs:
             raise InputError(f"{spec!r} is neither a dataset in {store.root} nor an existing path or URI")
     if not records:
         raise InputError("no inputs given")
+    first_label, first_hash, _ = tokenizers[0]
+    for label, content_hash, _ in tokenizers[1:]:
+        try:
+            check_same_tokenizer(first_hash, content_hash, first=first_label, second=label)
+        except TokenizerMismatch as exc:
+            raise InputError(f"inputs disagree on the tokenizer: {exc}") from None
+    directory = next((d for _, _, d in tokenizers if d is not None), None)
     all_rejects = pl.concat(rejects) if rejects else None
-    return Inputs(refs, pl.concat(records, how="diagonal_relaxed"), all_rejects, manifests, files)
+    return Inputs(refs, pl.concat(records, how="diagonal_relaxed"), all_rejects, manifests, files, first_hash,
+                  directory)
 
 
 def record_counts(records: pl.DataFrame | pl.LazyFrame) -> dict[str, dict[str, dict[str, int]]]:
@@ -159,7 +226,7 @@ def run_stage(
 ) -> StageRun:
     """Reuse the version for (inputs, config, code, tokenizer) if registered, else compute and register it."""
     inputs = load_inputs(store, specs)
-    tokenizer_hash = default_tokenizer().content_hash
+    tokenizer_hash = inputs.tokenizer_hash
     code = code_version()
     version = version_id(stage, inputs.refs, config, code, tokenizer_hash)
     existing = store.find(name, version)
@@ -167,6 +234,7 @@ def run_stage(
         return StageRun(existing, reused=True, version=version)
     if _PLANNING.get():
         return StageRun(None, reused=False, version=version)
+    keep_tokenizer(store, inputs)
     output = compute(inputs, version, store)
     tables = {
         table: data if isinstance(data, TableRef) else store.write_table(name, table, data)

@@ -100,3 +100,59 @@ def test_a_file_that_breaks_mid_stream_keeps_what_was_read(ray_cluster, tmp_path
     rejects = pq.read_table(tmp_path / "out/rejects").to_pylist()
     assert pq.read_schema(next((tmp_path / "out/rejects").glob("*.parquet"))).equals(REJECT_SCHEMA)
     assert rejects[0]["reason_code"] == "corrupt_gzip" and rejects[0]["locator"].startswith("after ")
+
+
+def test_the_dataset_tokenizer_flows_from_ingest_to_the_megatron_export(ray_cluster, tmp_path):
+    """Ingest with an extended (Qwen-style) tokenizer: ids from that tokenizer, a copy of it with the shards;
+    the dataset stages keep it (manifest hash, export with its EOD and no bos); inputs ingested with
+    different tokenizers are refused."""
+    from megatron.core.datasets.indexed_dataset import IndexedDataset
+    from transformers import AutoTokenizer
+
+    from grammar.hf_extend import ExtendedTokenizer
+    from grammar.tokenizer import load_tokenizer
+    from pipeline.datasets import InputError, dedup_dataset, export_megatron_dataset, split_dataset
+    from pipeline.split import ProteinClusterConfig, SplitConfig
+    from pipeline.versions import DatasetStore
+    from tests.grammar.base_tokenizers import make_base_tokenizer
+
+    tokenizer_dir = ExtendedTokenizer.build(make_base_tokenizer("qwen3", tmp_path / "base")).save(tmp_path / "tok")
+    extended = load_tokenizer(tokenizer_dir)
+    chembl = [str(DATA / "chembl/chembl_30_chemreps_100.txt")]
+    summary = run_ingest(IngestConfig(source="chembl", inputs=chembl, out=str(tmp_path / "ext"), workers=2,
+                                      tokenizer=str(tokenizer_dir))).as_dict()
+    assert summary["tokenizer"] == {"path": "tokenizer", "kind": "extended", "content_hash": extended.content_hash,
+                                    "vocab_size": extended.vocab_size}
+    assert load_tokenizer(tmp_path / "ext" / "tokenizer").content_hash == extended.content_hash
+    table = pl.read_parquet(tmp_path / "ext/records/*.parquet")
+    reference = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+    assert table.height == summary["records"] > 50
+    assert reference(table["text"].to_list(), add_special_tokens=False)["input_ids"] == table["input_ids"].to_list()
+    assert [extended.decode(ids) for ids in table["input_ids"]] == table["text"].to_list()
+
+    native = run_ingest(IngestConfig(source="chembl", inputs=chembl, out=str(tmp_path / "native"), workers=2))
+    assert native.tokenizer["content_hash"] == default_tokenizer().content_hash
+    store = DatasetStore(tmp_path / "store")
+    with pytest.raises(InputError) as mixed:
+        dedup_dataset(store, [str(tmp_path / "ext"), str(tmp_path / "native")], "mixed")
+    message = str(mixed.value)
+    assert "\n" not in message and extended.content_hash in message and default_tokenizer().content_hash in message
+    assert not store.names()
+
+    deduplicated = dedup_dataset(store, [str(tmp_path / "ext")], "ext").manifest
+    assert deduplicated.tokenizer_hash == extended.content_hash
+    split = SplitConfig(fractions=(0.8, 0.1, 0.1), proteins=ProteinClusterConfig(method="minhash"))
+    split_dataset(store, "ext", "ext", split)
+    exported = export_megatron_dataset(store, "ext", "ext").manifest
+    assert exported.tokenizer_hash == extended.content_hash
+    blend_path = store.root / exported.outputs["blend"]
+    blend = json.loads(blend_path.read_text())
+    assert blend["tokenizer"]["content_hash"] == extended.content_hash and blend["tokenizer"]["bos_id"] is None
+    assert load_tokenizer(blend_path.parent / "tokenizer").content_hash == extended.content_hash
+    eod = extended.token_id("<|endoftext|>")
+    texts = set(table["text"].to_list())
+    documents = IndexedDataset(str(blend_path.parent / blend["splits"]["train"]["prefixes"][0]))
+    assert len(documents) > 0
+    for i in range(len(documents)):
+        ids = documents[i].tolist()
+        assert ids[-1] == eod and extended.decode(ids[:-1]) in texts  # no prefix: Qwen has no bos
