@@ -156,3 +156,14 @@ def test_the_dataset_tokenizer_flows_from_ingest_to_the_megatron_export(ray_clus
     for i in range(len(documents)):
         ids = documents[i].tolist()
         assert ids[-1] == eod and extended.decode(ids[:-1]) in texts  # no prefix: Qwen has no bos
+
+
+def test_ingest_cli_refuses_a_bad_tokenizer_directory_before_writing(tmp_path):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "workflows.cli", "ingest", "chembl",
+                           str(DATA / "chembl/chembl_30_chemreps_100.txt"), "--out", str(tmp_path / "out"),
+                           "--tokenizer", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "not a logos tokenizer directory" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
