@@ -9,7 +9,8 @@ from contextlib import contextmanager
 
 
 @contextmanager
-def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iterator[None]:
+def ray_session(address: str | None = None, num_cpus: int | None = None,
+                runtime_env: dict | None = None) -> Iterator[None]:
     """Use the running Ray, join ``address``, or start a local one; shut down only what we started.
 
     Local Ray is started lean (no dashboard, small object store) because it shares a laptop-sized
@@ -22,7 +23,7 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
         return
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
-        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False, runtime_env=runtime_env)
     else:
         ray.init(
             num_cpus=num_cpus or os.cpu_count(),
@@ -30,6 +31,7 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
             object_store_memory=512 * 1024 * 1024,
             logging_level=logging.WARNING,
             log_to_driver=False,
+            runtime_env=runtime_env,
         )
     try:
         yield

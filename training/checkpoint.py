@@ -7,8 +7,19 @@ Layout of a checkpoint directory::
     <dir>/lineage.json           blend, dataset version, tokenizer hash and config of the run
     <dir>/tokenizer/             the grammar tokenizer the run trained with
 
-Tensors are saved in model space (the distributed optimizer's "fully_reshardable" format), so a
-checkpoint loads into any TP/PP/DP layout.
+Model tensors are always saved in model space, so weights load into any TP/PP/DP layout. The
+distributed optimizer's state is saved in one of megatron-core's two formats
+(``checkpoint.optimizer_format``):
+
+- ``fully_reshardable`` (default): model space, loads into any TP/PP/DP layout. Each TP x PP shard's
+  optimizer state is gathered (over gloo, into host memory) on its data-parallel rank 0 only — the
+  "memory-efficient" variant — not on every DP rank.
+- ``dp_reshardable``: each DP rank writes its own slice of the optimizer buffers, with no gather at all
+  (Megatron-LM's default); loads into any DP size but only the same TP and PP.
+
+Writes are spread over the data-parallel ranks (``FullyParallelSaveStrategyWrapper``) and, with
+``checkpoint.async_save``, happen in a background process while training goes on; ``latest`` names a
+step only once every rank's write of it has finished.
 """
 
 from __future__ import annotations
@@ -34,6 +45,19 @@ SHARDED_METADATA = {
     "singleton_local_shards": False,
     "chained_optim_avoid_prefix": True,
 }
+OPTIMIZER_FORMATS = ("fully_reshardable", "dp_reshardable")
+
+
+def sharded_metadata(optimizer_format: str = "fully_reshardable") -> dict[str, Any]:
+    """The sharded-state-dict metadata for one optimizer format (see the module docstring)."""
+    if optimizer_format not in OPTIMIZER_FORMATS:
+        raise CheckpointError(f"checkpoint.optimizer_format must be one of {', '.join(OPTIMIZER_FORMATS)}, "
+                              f"not {optimizer_format!r}")
+    metadata = dict(SHARDED_METADATA, distrib_optim_sharding_type=optimizer_format)
+    if optimizer_format == "fully_reshardable":
+        # Gather on DP rank 0 over gloo instead of an all-gather of the full state onto every DP rank.
+        metadata["distrib_optim_fully_reshardable_mem_efficient"] = True
+    return metadata
 
 
 class CheckpointError(TrainingError, RuntimeError):
@@ -92,54 +116,150 @@ def start_checkpoint(checkpoint_dir: Path, resume: bool, load: str | None) -> Ch
     return ref
 
 
+class CheckpointSaver:
+    """Writes checkpoints of one run: parallel over data-parallel ranks, optionally asynchronous.
+
+    Collective: every rank makes one and calls ``save``/``poll``/``wait`` at the same points.
+    ``wait()`` must run before the process ends (the trainer calls it after the last step).
+    """
+
+    def __init__(self, optimizer_format: str = "fully_reshardable", async_save: bool = False) -> None:
+        self.metadata = sharded_metadata(optimizer_format)
+        self.async_save = async_save
+        self._strategy: Any = None
+        self._queue: Any = None
+
+    def _save_strategy(self) -> Any:
+        if self._strategy is None:
+            from megatron.core import parallel_state
+            from megatron.core.dist_checkpointing.serialization import get_default_save_sharded_strategy
+            from megatron.core.dist_checkpointing.strategies.fully_parallel import FullyParallelSaveStrategyWrapper
+
+            group = (parallel_state.get_data_parallel_group(with_context_parallel=True)
+                     if parallel_state.model_parallel_is_initialized() else None)
+            self._strategy = FullyParallelSaveStrategyWrapper(get_default_save_sharded_strategy(), group,
+                                                              do_cache_distribution=True)
+        return self._strategy
+
+    def save(self, root: Path, step: int, model: Any, optimizer: Any, scheduler: Any, meta: dict[str, Any],
+             tokenizer_dir: Path | None = None) -> Path:
+        """Start (async) or do the save of ``step``; ``model`` is the unwrapped (non-DDP) module of this stage."""
+        from megatron.core import dist_checkpointing
+
+        self.wait()  # one save in flight at a time: its memory and its ``latest`` come first
+        target = step_dir(root, step)
+        if _rank() == 0:
+            if target.exists():  # left by a run killed while saving this step (never the one resumed from)
+                shutil.rmtree(target)
+            target.mkdir(parents=True)
+            if not (root / LINEAGE_FILE).exists():
+                lineage = {k: meta[k] for k in ("lineage", "config") if k in meta}
+                _write_atomically(root / LINEAGE_FILE, json.dumps(lineage, indent=1))
+            if tokenizer_dir is not None and not (root / TOKENIZER_DIR).exists():
+                shutil.copytree(tokenizer_dir, root / f".{TOKENIZER_DIR}.tmp", dirs_exist_ok=True)
+                os.replace(root / f".{TOKENIZER_DIR}.tmp", root / TOKENIZER_DIR)
+        _barrier()
+        model_sd = model.sharded_state_dict(metadata=self.metadata)
+        state = {
+            "model": model_sd,
+            "optimizer": optimizer.sharded_state_dict(model_sd, is_loading=False, metadata=self.metadata),
+            "scheduler": scheduler.state_dict(),
+            "step": step,
+        }
+
+        def mark_complete() -> None:  # collective, after every rank's tensors are written
+            _barrier()
+            if _rank() == 0:
+                _write_atomically(target / META_FILE, json.dumps(meta | {"step": step}, indent=1))
+                _write_atomically(root / LATEST_FILE, str(step))
+            _barrier()
+
+        request = dist_checkpointing.save(state, str(target), sharded_strategy=self._save_strategy(),
+                                          async_sharded_save=self.async_save, content_metadata=self.metadata)
+        if request is None:
+            mark_complete()
+        else:
+            from megatron.core.dist_checkpointing.strategies.async_utils import AsyncCallsQueue
+
+            request.finalize_fns.append(mark_complete)
+            if self._queue is None:
+                self._queue = AsyncCallsQueue()
+            self._queue.schedule_async_request(request)
+        return target
+
+    def poll(self) -> None:
+        """Finish saves whose writes are done (collective; cheap when none is in flight)."""
+        if self._queue is not None:
+            self._queue.maybe_finalize_async_calls(blocking=False)
+
+    def wait(self) -> None:
+        """Block until every save in flight is written and marked complete (collective)."""
+        if self._queue is not None:
+            self._queue.maybe_finalize_async_calls(blocking=True)
+
+
 def save_checkpoint(root: Path, step: int, model: Any, optimizer: Any, scheduler: Any, meta: dict[str, Any],
-                    tokenizer_dir: Path | None = None) -> Path:
-    """Collective: every rank calls it. ``model`` is the unwrapped (non-DDP) module of this stage."""
+                    tokenizer_dir: Path | None = None, optimizer_format: str = "fully_reshardable") -> Path:
+    """Collective, synchronous save: every rank calls it. ``model`` is the unwrapped (non-DDP) module."""
+    return CheckpointSaver(optimizer_format).save(root, step, model, optimizer, scheduler, meta, tokenizer_dir)
+
+
+def saved_metadata(ref: CheckpointRef) -> dict[str, Any]:
+    """The sharded-state-dict metadata a checkpoint was written with (older ones: the default)."""
     from megatron.core import dist_checkpointing
 
-    target = step_dir(root, step)
-    if _rank() == 0:
-        if target.exists():  # left by a run killed while saving this step (never the one resumed from)
-            shutil.rmtree(target)
-        target.mkdir(parents=True)
-        if not (root / LINEAGE_FILE).exists():
-            lineage = {k: meta[k] for k in ("lineage", "config") if k in meta}
-            _write_atomically(root / LINEAGE_FILE, json.dumps(lineage, indent=1))
-        if tokenizer_dir is not None and not (root / TOKENIZER_DIR).exists():
-            shutil.copytree(tokenizer_dir, root / f".{TOKENIZER_DIR}.tmp", dirs_exist_ok=True)
-            os.replace(root / f".{TOKENIZER_DIR}.tmp", root / TOKENIZER_DIR)
-    _barrier()
-    model_sd = model.sharded_state_dict(metadata=SHARDED_METADATA)
-    state = {
-        "model": model_sd,
-        "optimizer": optimizer.sharded_state_dict(model_sd, is_loading=False, metadata=SHARDED_METADATA),
-        "scheduler": scheduler.state_dict(),
-        "step": step,
-    }
-    dist_checkpointing.save(state, str(target), content_metadata=SHARDED_METADATA)
-    _barrier()
-    if _rank() == 0:
-        _write_atomically(target / META_FILE, json.dumps(meta | {"step": step}, indent=1))
-        _write_atomically(root / LATEST_FILE, str(step))
-    _barrier()
-    return target
+    return dist_checkpointing.load_content_metadata(str(ref.path)) or dict(SHARDED_METADATA)
+
+
+def _check_optimizer_layout(ref: CheckpointRef, metadata: dict[str, Any]) -> None:
+    """dp_reshardable optimizer state only loads at the TP and PP it was written with: one clear line."""
+    from megatron.core import parallel_state
+
+    if metadata.get("distrib_optim_sharding_type") != "dp_reshardable":
+        return
+    saved = ref.meta.get("config", {}).get("parallel", {})
+    here = {"tensor": parallel_state.get_tensor_model_parallel_world_size(),
+            "pipeline": parallel_state.get_pipeline_model_parallel_world_size()}
+    if any(saved.get(k, v) != v for k, v in here.items()):
+        raise CheckpointError(
+            f"{ref.path}: optimizer state saved as dp_reshardable at TP={saved.get('tensor')} "
+            f"PP={saved.get('pipeline')} cannot load at TP={here['tensor']} PP={here['pipeline']}; save it with "
+            "checkpoint.optimizer_format: fully_reshardable to change TP/PP")
 
 
 def load_checkpoint(ref: CheckpointRef, model: Any, optimizer: Any | None = None, scheduler: Any | None = None) -> int:
     """Load into this rank's (possibly differently parallelised) model; optimizer/scheduler if given."""
     from megatron.core import dist_checkpointing
+    from megatron.core.dist_checkpointing.validation import StrictHandling
 
     from training.optimizer_state import load_optimizer_state, materialize_optimizer_state
 
-    model_sd = model.sharded_state_dict(metadata=SHARDED_METADATA)
+    metadata = saved_metadata(ref)
+    model_sd = model.sharded_state_dict(metadata=metadata)
     request: dict[str, Any] = {"model": model_sd}
     if optimizer is not None:
+        _check_optimizer_layout(ref, metadata)
         materialize_optimizer_state(optimizer)
-        request["optimizer"] = optimizer.sharded_state_dict(model_sd, is_loading=True, metadata=SHARDED_METADATA)
-    state = dist_checkpointing.load(request, str(ref.path))
-    model.load_state_dict(state["model"])
+        request["optimizer"] = optimizer.sharded_state_dict(model_sd, is_loading=True, metadata=metadata)
+    # Transformer Engine modules carry an ``_extra_state`` (FP8 scaling metadata) that megatron's local
+    # modules do not: a checkpoint written without TE has none to give a TE model, and the other way
+    # round the checkpoint's entries are simply not asked for. An ``_extra_state`` the checkpoint lacks
+    # is dropped from the request (the module keeps its fresh one); any other lacking tensor is an error.
+    # (megatron calls what the request has and the checkpoint lacks "unexpected".)
+    state, _, lacking = dist_checkpointing.load(request, str(ref.path), strict=StrictHandling.RETURN_UNEXPECTED)
+    lacking = sorted(k for k in lacking if not _is_extra_state(k))
+    if lacking:
+        raise CheckpointError(f"{ref.path} lacks {len(lacking)} tensor(s) this model needs, e.g. {lacking[:3]}")
+    result = model.load_state_dict(state["model"], strict=False)
+    wrong = [k for k in (*result.missing_keys, *result.unexpected_keys) if not _is_extra_state(k)]
+    if wrong:
+        raise CheckpointError(f"{ref.path}: model keys do not match: {wrong[:5]}")
     if optimizer is not None:
         load_optimizer_state(optimizer, state["optimizer"])
     if scheduler is not None:
         scheduler.load_state_dict(state["scheduler"])
     return int(state["step"])
+
+
+def _is_extra_state(key: str) -> bool:
+    return key.split("/", 1)[0].rsplit(".", 1)[-1] == "_extra_state"

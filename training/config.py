@@ -69,6 +69,10 @@ class CheckpointConfig:
     # Start from this checkpoint (a root or an iter_* directory) when ``dir`` has none to resume;
     # it may come from a different TP/PP/DP layout.
     load: str | None = None
+    # The distributed optimizer's state: fully_reshardable (any TP/PP/DP later; gathered on DP rank 0
+    # of each TP x PP shard) or dp_reshardable (no gather, fastest; only the DP size may change).
+    optimizer_format: str = "fully_reshardable"
+    async_save: bool = False  # write in a background process while training continues
 
 
 @dataclass
@@ -84,14 +88,23 @@ class LaunchConfig:
     backend: str = "local"  # local (torchrun-style processes) or ray (Ray Train TorchTrainer)
     ray_address: str | None = None  # None: start a local Ray instance
     master_port: int = 0  # 0: pick a free port
+    # Ray: GPU workers (one GPU each) or CPU workers; None: GPUs when the cluster has any (or bf16 asks).
+    use_gpu: bool | None = None
+    cpus_per_worker: float = 1.0  # Ray: CPUs reserved per rank (data loading, the checkpoint writer)
 
 
 @dataclass
 class TrainConfig:
     run_dir: str = "runs/default"
     train_steps: int = 100
+    # End this launch after this step (with a checkpoint) although the schedule runs to train_steps, as
+    # Megatron-LM's --exit-interval: preemptible jobs, and the resume checks. None: run to the end.
+    stop_at_step: int | None = None
     seed: int = 1234
-    precision: str = "auto"  # auto (bf16 on GPU, fp32 on CPU), bf16, fp32
+    precision: str = "auto"  # auto (bf16 on GPU, fp32 on CPU), bf16 (needs a GPU on every rank), fp32
+    # auto: Transformer Engine when it imports on a GPU, else the SDPA attention path on a GPU, local on
+    # CPU; or one of transformer_engine, sdpa, local (megatron's DotProductAttention) explicitly.
+    transformer_impl: str = "auto"
     model: ModelConfig = field(default_factory=ModelConfig)
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
@@ -130,12 +143,19 @@ def validate(config: TrainConfig) -> TrainConfig:
          f"({d.micro_batch_size}) x parallel.data ({p.data})"),
         (d.seq_length > 0 and d.micro_batch_size > 0, "data.seq_length and data.micro_batch_size must be > 0"),
         (config.train_steps >= 0, "train_steps must be >= 0"),
+        (config.stop_at_step is None or config.stop_at_step >= 1, "stop_at_step must be >= 1 (or null)"),
         (config.precision in ("auto", "bf16", "fp32"),
          f"precision must be auto, bf16 or fp32, not {config.precision!r}"),
+        (config.transformer_impl in ("auto", "transformer_engine", "sdpa", "local"),
+         f"transformer_impl must be auto, transformer_engine, sdpa or local, not {config.transformer_impl!r}"),
         (config.launch.backend in ("local", "ray"),
          f"launch.backend must be local or ray, not {config.launch.backend!r}"),
         (config.checkpoint.format == "torch_dist", "checkpoint.format: only torch_dist is supported"),
         (config.checkpoint.interval > 0, "checkpoint.interval must be > 0"),
+        (config.launch.cpus_per_worker > 0, "launch.cpus_per_worker must be > 0"),
+        (config.checkpoint.optimizer_format in ("fully_reshardable", "dp_reshardable"),
+         f"checkpoint.optimizer_format must be fully_reshardable or dp_reshardable, "
+         f"not {config.checkpoint.optimizer_format!r}"),
         (config.logging.interval > 0 and config.logging.eval_iters > 0,
          "logging.interval and logging.eval_iters must be > 0"),
         (0 <= config.optimizer.min_lr <= config.optimizer.lr, "optimizer.min_lr must be in [0, optimizer.lr]"),

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from training.config import TrainConfig, config_to_dict
 from training.errors import TrainingError
-from training.rank import LAUNCHER_PID_ENV
+from training.rank import LAUNCHER_PID_ENV, rank_environment
 
 CONFIG_FILE = "config.json"
 LAUNCH_ID_ENV = "LOGOS_LAUNCH_ID"
@@ -69,11 +69,29 @@ def kill_launch_processes(launch_id: str) -> list[int]:
     return killed
 
 
+def check_local_devices(config: TrainConfig, cuda_available: bool, device_count: int) -> None:
+    """Fail before starting any rank when this machine cannot host the run's ranks.
+
+    With CUDA every local rank takes one GPU (``LOCAL_RANK``), so ``parallel.world_size`` must not
+    exceed the visible GPUs (else "invalid device ordinal" in rank k); ``precision: bf16`` needs GPUs.
+    """
+    world = config.parallel.world_size
+    if cuda_available and device_count < world:
+        raise LaunchError(f"parallel.world_size {world} (tensor x pipeline x data) needs {world} GPUs on this "
+                          f"machine; {device_count} visible (torch.cuda.device_count())")
+    if not cuda_available and config.precision == "bf16":
+        raise LaunchError("precision: bf16 needs a CUDA GPU per rank and this machine has none; "
+                          "use precision: fp32 or auto to train on CPU")
+
+
 def launch_local(config: TrainConfig) -> None:
+    import torch
     from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs, Std
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
+    cuda = torch.cuda.is_available()
+    check_local_devices(config, cuda, torch.cuda.device_count() if cuda else 0)
     config_path = write_run_config(config)
     launch_id = str(uuid.uuid4())
     launch = LaunchConfig(
@@ -90,7 +108,7 @@ def launch_local(config: TrainConfig) -> None:
     )
     # Ranks inherit both: the launcher pid to end themselves if this process disappears (see
     # rank._die_with_launcher), the launch id so that the sweep below finds all they started.
-    with _environment(**{LAUNCHER_PID_ENV: str(os.getpid()), LAUNCH_ID_ENV: launch_id}):
+    with _environment(**{LAUNCHER_PID_ENV: str(os.getpid()), LAUNCH_ID_ENV: launch_id}, **rank_environment(config)):
         try:
             elastic_launch(launch, entrypoint=sys.executable)("-m", "training.rank", str(config_path))
         except ChildFailedError as exc:

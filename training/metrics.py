@@ -9,8 +9,11 @@ from typing import Any
 
 from training.presets import ModelConfig
 
-# Dense bf16 tensor-core peak per device (vendor datasheets, without sparsity).
+# Dense bf16 tensor-core peak per device (vendor datasheets, without sparsity: half the "with
+# sparsity" figure NVIDIA prints). Longest matching name wins, so "H200 NVL" (NVIDIA H200 datasheet:
+# NVL 1,671 TFLOPS with sparsity -> 835.5 dense; SXM 1,979 -> 989.4) is not taken for the SXM part.
 PEAK_BF16_TFLOPS = {
+    "H200 NVL": 835.5,
     "H200": 989.4,
     "H100 SXM": 989.4,
     "H100 80GB HBM3": 989.4,

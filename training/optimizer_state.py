@@ -1,8 +1,17 @@
-"""Loading optimizer state into megatron-core 0.16 optimizers over torch Adam.
+"""Loading optimizer state into megatron-core 0.16 optimizers, whichever Adam they wrap.
 
-Without Apex or Transformer Engine (always on CPU) megatron's optimizers wrap ``torch.optim.Adam``,
-which keeps a per-parameter ``step``; three places in megatron's load path do not expect that. Each
-function below says which, and is harmless where the issue does not arise (fused Adam on GPUs).
+megatron-core picks the Adam class at import time (``megatron.core.optimizer``): Transformer
+Engine's ``FusedAdam`` if it imports, else Apex's ``FusedAdam``, else ``torch.optim.Adam``/``AdamW``.
+Their per-parameter state differs, and megatron's load path assumes the fused layouts:
+
+- torch Adam/AdamW: ``exp_avg``, ``exp_avg_sq`` and a per-parameter ``step`` tensor.
+- Apex ``FusedAdam``: ``exp_avg``, ``exp_avg_sq``; the step is ``param_group["step"]`` (an int).
+- TE ``FusedAdam``: ``exp_avg``, ``exp_avg_sq`` and, with master weights, ``master_param``; the step is
+  ``param_group["step"]``. Its ``state_dict()`` looks every state key up in ``name_to_dtype_map``
+  (those three names only), so a ``step`` entry in a parameter's state raises ``KeyError: 'step'``.
+
+So a per-parameter ``step`` is added, set aside and restored only for torch's Adam classes; the fused
+ones are left in their own layout.
 """
 
 from __future__ import annotations
@@ -14,24 +23,32 @@ import torch
 from training.checkpoint import CheckpointError
 
 
-def materialize_optimizer_state(optimizer: Any) -> None:
-    """Give a fresh torch Adam its state tensors and step before a load.
+def keeps_per_parameter_step(torch_optimizer: Any) -> bool:
+    """Whether this optimizer keeps Adam's step in each parameter's state (torch) or per group (fused)."""
+    return isinstance(torch_optimizer, torch.optim.Adam | torch.optim.AdamW)
 
-    Without Apex/Transformer Engine the distributed optimizer reads the Adam ``step`` from the
-    existing per-parameter state while building the state dict to load into, which a never-stepped
-    optimizer does not have; the loaded checkpoint then overwrites state and step.
+
+def materialize_optimizer_state(optimizer: Any) -> None:
+    """Give a fresh optimizer its state tensors (and, for torch Adam, its step) before a load.
+
+    The distributed optimizer builds the state dict to load into from the existing per-parameter
+    state, which a never-stepped optimizer does not have (and, over torch Adam, reads ``step`` from
+    it); the loaded checkpoint then overwrites state and step.
     """
     for inner in getattr(optimizer, "chained_optimizers", [optimizer]):
         torch_optimizer = getattr(inner, "optimizer", None)
         if torch_optimizer is None or getattr(inner, "init_state_fn", None) is None:
             continue
         inner.init_state_fn(torch_optimizer, getattr(inner, "config", None))
-        for state in torch_optimizer.state.values():
-            state.setdefault("step", torch.tensor(0.0))
+        if keeps_per_parameter_step(torch_optimizer):
+            for state in torch_optimizer.state.values():
+                state.setdefault("step", torch.tensor(0.0))
 
 
 def load_optimizer_state(optimizer: Any, state: dict[str, Any]) -> None:
     """``optimizer.load_state_dict`` that also works for the distributed optimizer over torch Adam.
+
+    The fused Adams (TE, Apex) take megatron's own path unchanged.
 
     megatron-core 0.16 restores "fully_reshardable" parameter state by copying every key of the
     torch optimizer's per-parameter state from the checkpoint, but the checkpoint (rightly) keeps the
@@ -47,17 +64,25 @@ def load_optimizer_state(optimizer: Any, state: dict[str, Any]) -> None:
         _unshare_adam_steps(optimizer)
         return
     inner = chained[0]
-    torch_state = inner.optimizer.state
-    if not any("step" in s for s in torch_state.values()) or "param_state" not in state:
+    if not keeps_per_parameter_step(inner.optimizer) or "param_state" not in state:
         inner.load_state_dict(state)
         return
-    if state["param_state_sharding_type"] != "fully_reshardable":
-        raise CheckpointError(f"unsupported optimizer state format {state['param_state_sharding_type']!r}")
+    loaders = {"fully_reshardable": inner.load_parameter_state_from_fully_reshardable,
+               # dp_reshardable copies every per-parameter state key from the checkpoint, step included,
+               # and the checkpoint's "step" is the placeholder of the state the request was built from:
+               # loaded as is, Adam's step counter would restart.
+               "dp_reshardable": inner.load_parameter_state_from_dp_reshardable}
+    sharding = state["param_state_sharding_type"]
+    if sharding not in loaders:
+        raise CheckpointError(f"unsupported optimizer state format {sharding!r}")
     inner.load_state_dict({k: v for k, v in state.items() if k != "param_state"})  # step, param groups
     torch_state = inner.optimizer.state  # load_state_dict replaced the state dict
     steps = {param: s.pop("step") for param, s in torch_state.items() if "step" in s}
     try:
-        inner.load_parameter_state_from_fully_reshardable(state["param_state"])
+        # megatron's dp_reshardable loader copies into the main parameters (leaves that require grad)
+        # outside no_grad, which torch refuses; its fully_reshardable loader runs under no_grad already.
+        with torch.no_grad():
+            loaders[sharding](_without_steps(state["param_state"]))
     finally:
         for param, step in steps.items():
             torch_state[param]["step"] = step
@@ -82,3 +107,12 @@ def _unshare_adam_steps(optimizer: Any) -> None:
                 if id(step) in seen:
                     state["step"] = step.clone()
                 seen.add(id(state["step"]))
+
+
+def _without_steps(param_state: Any) -> Any:
+    """The parameter state with every per-parameter ``step`` entry left out (nested dicts and lists)."""
+    if isinstance(param_state, dict):
+        return {k: _without_steps(v) for k, v in param_state.items() if k != "step"}
+    if isinstance(param_state, list):
+        return [_without_steps(v) for v in param_state]
+    return param_state

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -42,16 +44,50 @@ def init_distributed(config: TrainConfig, runtime: Runtime) -> None:
         tensor_model_parallel_size=config.parallel.tensor,
         pipeline_model_parallel_size=config.parallel.pipeline,
     )
-    tensor_parallel.model_parallel_cuda_manual_seed(config.seed)
+    seed = stage_seed(config.seed, parallel_state.get_pipeline_model_parallel_rank())
+    random.seed(seed)
+    np.random.seed(seed)
     # CPU initialisation draws from the default generator: the same seed on every TP rank gives every
     # rank the same full weights to split.
-    torch.manual_seed(config.seed)
+    torch.manual_seed(seed)
+    # The tensor-parallel stream adds its own TP-rank offset (megatron-core: seed + 2718 + tp_rank).
+    tensor_parallel.model_parallel_cuda_manual_seed(seed)
+
+
+PIPELINE_SEED_STRIDE = 100  # Megatron-LM's ``_set_random_seed``: seed + 100 * pipeline rank
+
+
+def stage_seed(seed: int, pipeline_rank: int) -> int:
+    """The seed of one pipeline stage, as Megatron-LM sets it: ``seed + 100 * pp_rank``.
+
+    Without the offset every stage draws the same initial weights for its first layer, its second
+    layer, ... (layer k of stage 1 a copy of layer k of stage 0). Megatron-LM adds ``10 * dp_rank``
+    only with ``--data-parallel-random-init`` (off by default, since DDP broadcasts the weights of DP
+    rank 0 anyway), so no data-parallel offset here.
+    """
+    return seed + PIPELINE_SEED_STRIDE * pipeline_rank
+
+
+def rank_environment(config: TrainConfig) -> dict[str, str]:
+    """Environment a rank needs before CUDA starts, set by the launchers (and by ``run_rank`` if absent).
+
+    Tensor parallelism with sequence parallelism needs ``CUDA_DEVICE_MAX_CONNECTIONS=1`` so that its
+    communication kernels are scheduled ahead of the compute they overlap with (megatron-core warns
+    without it); it is read when the CUDA context is created, hence before any rank touches CUDA.
+    Sequence parallelism is on by default whenever TP > 1 and Transformer Engine is present, which the
+    launcher cannot see, so TP > 1 without an explicit ``sequence_parallel: false`` gets it.
+    """
+    if config.parallel.tensor > 1 and config.parallel.sequence_parallel is not False:
+        return {"CUDA_DEVICE_MAX_CONNECTIONS": "1"}
+    return {}
 
 
 def run_rank(config: TrainConfig | dict[str, Any]) -> dict[str, Any]:
     """Train on this rank. The caller's process must be one rank of ``parallel.world_size``."""
     if isinstance(config, dict):
         config = config_from_dict(config)
+    for key, value in rank_environment(config).items():
+        os.environ.setdefault(key, value)
     cpu_compat.activate()
     runtime = Runtime.detect(config)
     init_distributed(config, runtime)

@@ -13,7 +13,7 @@ import torch
 import torch.distributed as dist
 
 from training.blend import load_tokenizer, read_blend
-from training.checkpoint import load_checkpoint, save_checkpoint, start_checkpoint
+from training.checkpoint import CheckpointSaver, load_checkpoint, start_checkpoint
 from training.config import TrainConfig, config_to_dict
 from training.data import MegatronGrammarTokenizer, build_datasets, microbatch_iterator, step_microbatches
 from training.metrics import MetricsWriter, mfu, peak_tflops_for, training_flops_per_token
@@ -111,6 +111,7 @@ class Trainer:
         if peak is None and runtime.cuda:
             peak = peak_tflops_for(torch.cuda.get_device_name())
         self.peak_tflops = peak
+        self.saver = CheckpointSaver(config.checkpoint.optimizer_format, config.checkpoint.async_save)
 
     # --- one schedule pass --------------------------------------------------------------------------
 
@@ -185,29 +186,41 @@ class Trainer:
             self._log({"kind": "resume", "step": step, "checkpoint": str(ref.path)})
         start_step, start_consumed = step, consumed
         loss, last_saved = float("nan"), ref.path if ref is not None else None
-        while step < cfg.train_steps:
+        for note in self.runtime.notes:
+            self._log({"kind": "note", "step": step, "note": note})
+        # Throughput is averaged over the steps since the last train record (the logging interval),
+        # not taken from the logged step alone; checkpoint and evaluation time are left out.
+        interval_time, interval_steps = 0.0, 0
+        end = cfg.train_steps if cfg.stop_at_step is None else min(cfg.stop_at_step, cfg.train_steps)
+        while step < end:
             began = time.perf_counter()
             loss, grad_norm = self.train_step(start_consumed + (step - start_step) * gbs)
             if self.runtime.cuda:
                 torch.cuda.synchronize()
             elapsed = time.perf_counter() - began
+            interval_time, interval_steps = interval_time + elapsed, interval_steps + 1
             step, consumed = step + 1, consumed + gbs
-            if step % cfg.logging.interval == 0 or step == cfg.train_steps:
-                tokens_per_s = tokens_per_step / elapsed
+            if step % cfg.logging.interval == 0 or step in (cfg.train_steps, end):
+                tokens_per_s = tokens_per_step * interval_steps / interval_time
                 self._log({
                     "kind": "train", "step": step, "loss": loss, "lr": self.scheduler.get_lr(
-                        self.optimizer.param_groups[0]), "grad_norm": grad_norm, "step_time_s": elapsed,
+                        self.optimizer.param_groups[0]), "grad_norm": grad_norm,
+                    "step_time_s": interval_time / interval_steps, "interval_steps": interval_steps,
                     "tokens_per_s": tokens_per_s,
                     "mfu": mfu(tokens_per_s, self.flops_per_token, cfg.parallel.world_size, self.peak_tflops),
                     "consumed_samples": consumed,
+                    **({"max_memory_gib": torch.cuda.max_memory_allocated() / 2**30} if self.runtime.cuda else {}),
                 })
+                interval_time, interval_steps = 0.0, 0
             if cfg.logging.eval_interval and step % cfg.logging.eval_interval == 0 and step < cfg.train_steps:
                 self._log_eval(step)
-            if step % cfg.checkpoint.interval == 0 or step == cfg.train_steps:
-                last_saved = save_checkpoint(cfg.checkpoint_dir, step, self.module, self.optimizer,
+            if step % cfg.checkpoint.interval == 0 or step in (cfg.train_steps, end):
+                last_saved = self.saver.save(cfg.checkpoint_dir, step, self.module, self.optimizer,
                                              self.scheduler, self._checkpoint_meta(step, consumed),
                                              tokenizer_dir=self.blend.tokenizer_dir)
+            self.saver.poll()
         valid = self._log_eval(step)
+        self.saver.wait()  # the last checkpoint is complete (``latest`` written) before the result
         result = {"final_loss": loss if step > start_step else None, "steps": step,
                   "checkpoint": str(last_saved) if last_saved else None, "valid_loss": valid,
                   "metrics": str(cfg.metrics_path)}

@@ -1,0 +1,62 @@
+"""``benchmarks/gpu_check.py`` on CPU: the dry run validates every config without the forbidden
+packages, and its resume check (stop at 6, resume to 9) is bit-exact here on the tiny model, with the
+distributed optimizer's ``dp_reshardable`` format (whose Adam step counter megatron-core 0.16.1
+restores wrongly over torch Adam unless ``training.optimizer_state`` sets it aside)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.training.helpers import REPO
+
+# What the GPU box will not have; the check must not import them on any path.
+FORBIDDEN = ("ray", "rdkit", "pymatgen", "gemmi", "deltalake", "polars", "workflows", "biotite", "spglib")
+
+
+def test_dry_run_validates_the_configs_and_prints_the_plan(tmp_path):
+    script = (
+        "import sys, json, runpy\n"
+        "sys.argv = ['gpu_check.py', '--dry-run', '--work', sys.argv[1]]\n"
+        "try:\n"
+        "    runpy.run_path('benchmarks/gpu_check.py', run_name='__main__')\n"
+        "except SystemExit as exit:\n"
+        "    assert exit.code == 0, exit.code\n"
+        f"print(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}} & set({FORBIDDEN!r}))))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script, str(tmp_path / "work")], cwd=REPO, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    *plan_lines, imported = out.stdout.strip().splitlines()
+    assert json.loads(imported) == []
+    plan = json.loads("\n".join(plan_lines))["plan"]
+    throughput = plan["throughput_sdpa"]
+    assert (throughput["model"], throughput["layers"], throughput["precision"]) == ("llama3.2-1b", 16, "bf16")
+    assert throughput["train_steps"] == 30 and throughput["seq_length"] == 4096
+    assert plan["resume_first"]["stop_at_step"] == 6 and plan["resume_straight"]["train_steps"] == 9
+    assert not (tmp_path / "work" / "gpu_check.json").exists()
+
+
+def test_dry_run_rejects_bad_arguments():
+    out = subprocess.run([sys.executable, "benchmarks/gpu_check.py", "--dry-run", "--steps", "3"], cwd=REPO,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "--steps (3) must exceed --warmup (5)" in out.stderr
+
+
+@pytest.mark.slow
+def test_resume_check_is_bit_exact_with_dp_reshardable_optimizer_state(tmp_path):
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import gpu_check
+    finally:
+        sys.path.pop(0)
+    blend = gpu_check.write_synthetic_blend(tmp_path / "blend", tokens=60_000)
+    variant = [*gpu_check.RESUME_CPU, "checkpoint.optimizer_format=dp_reshardable"]
+    result = gpu_check.resume_check(tmp_path, blend, variant)
+    assert result["stopped_at"] == 6
+    assert len(result["straight_losses"]) == 9
+    assert result["resumed_losses"] == result["straight_losses"]
+    assert result["straight_losses"][-1] < result["straight_losses"][0]  # the synthetic data is learnable
