@@ -23,6 +23,7 @@ from pipeline.near_dedup import NearDedupConfig
 from pipeline.options import ConfigError, deep_merge, from_mapping, parse_assignments
 from pipeline.sources import SOURCES
 from pipeline.split import SplitConfig
+from workflows.tokenizer import TokenizerSettings, check_tokenizer
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 TARGETS = ("ingested", "deduplicated", "split", "mixed", "exported", "trained", "hf_model", "report")
@@ -70,6 +71,7 @@ class WorkflowConfig:
     ray_address: str | None = None  # None: a local Ray
     executor: str = "local"  # local: stages run in this process (and use Ray inside); ray: Hamilton's Ray adapter
     targets: list[str] = field(default_factory=lambda: ["report"])
+    tokenizer: TokenizerSettings = field(default_factory=TokenizerSettings)  # the dataset's (workflows.tokenizer)
     ingest: IngestSettings = field(default_factory=IngestSettings)
     dedup: DedupSettings = field(default_factory=DedupSettings)
     split: SplitSettings = field(default_factory=SplitSettings)
@@ -132,6 +134,7 @@ def check(config: WorkflowConfig) -> None:
             raise ConfigError(f"targets: unknown target {target!r} (known: {', '.join(TARGETS)})")
     if config.executor not in ("local", "ray"):
         raise ConfigError(f"executor: must be local or ray, not {config.executor!r}")
+    check_tokenizer(config.tokenizer)
     if {"trained", "hf_model"} & set(config.targets) and config.train is None:
         raise ConfigError("targets: training targets need a train section")
     if config.train is not None:

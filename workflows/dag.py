@@ -55,12 +55,15 @@ def source_files(source_name: str, spec: dict | None) -> FileSet | None:
 )
 @ray_remote_options(num_cpus=0)  # an orchestrating stage: its work asks Ray for resources itself
 def source_shards(
-    source_name: str, files: FileSet | None, spec: dict | None, code_version: str, workspace: Workspace
+    source_name: str, files: FileSet | None, spec: dict | None, code_version: str, tokenizer_dir: str,
+    workspace: Workspace,
 ) -> ShardsRef | Planned | None:
-    """Ingest one source into tokenized Parquet shards (Ray Data), in a folder named by what made it."""
+    """Ingest one source into tokenized Parquet shards (Ray Data), in a folder named by what made it
+    (``tokenizer_dir`` is named by the tokenizer's hash: another tokenizer, other shards)."""
     if files is None or spec is None:
         return None
-    out = workspace.path("ingest", source_name, content_address(files.fingerprint, spec["options"], code_version))
+    address = content_address(files.fingerprint, spec["options"], code_version, Path(tokenizer_dir).name)
+    out = workspace.path("ingest", source_name, address)
     if (out / "summary.json").is_file():
         return _shards_ref(source_name, out)
     if workspace.dry_run:
@@ -71,7 +74,7 @@ def source_shards(
     run_ingest(IngestConfig(
         source=source_name, inputs=list(files.uris), out=str(out), source_options=spec["options"],
         workers=workspace.workers, ray_address=workspace.ray_address, chunk_items=workspace.chunk_items,
-        tokenizer_engine=workspace.tokenizer_engine,
+        tokenizer_engine=workspace.tokenizer_engine, tokenizer=tokenizer_dir,
     ))
     return _shards_ref(source_name, out)
 

@@ -26,6 +26,7 @@ from workflows import dag
 from workflows.config import LoadedWorkflow, load_workflow, stage_settings
 from workflows.refs import describe
 from workflows.runs import RunRecord, now
+from workflows.tokenizer import resolve_tokenizer
 from workflows.workspace import Planned, Workspace
 
 # The stages that do work, in order ("ingested" only gathers the shards, so it is not listed).
@@ -92,6 +93,7 @@ def stage_inputs(loaded: LoadedWorkflow, workspace: Workspace) -> dict[str, Any]
         "export_settings": settings["export"], "train_settings": settings["train"],
         "hf_export": settings["hf_export"], "report_enabled": settings["report"],
         "dataset_name": config.name, "code_version": code_version(), "workspace": workspace,
+        "tokenizer_dir": resolve_tokenizer(config.tokenizer, base_dir, workspace.home),
     }
 
 
