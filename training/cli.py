@@ -1,4 +1,5 @@
-"""``logos train CONFIG``, ``logos launch CONFIG --address ...``, ``logos export hf CHECKPOINT --out DIR``."""
+"""``logos train CONFIG``, ``logos launch CONFIG --address ...``, ``logos export hf CHECKPOINT --out DIR``,
+``logos import hf HF_DIR --out CHECKPOINT``."""
 
 from __future__ import annotations
 
@@ -31,6 +32,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     hf.add_argument("--out", required=True, help="output directory")
     hf.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
     hf.set_defaults(func=_export_hf)
+
+    formats = subparsers.add_parser("import", help="import a model from another format").add_subparsers(
+        dest="format", required=True, metavar="FORMAT")
+    hf_in = formats.add_parser("hf", help="transformers Llama/Qwen3 safetensors -> Megatron checkpoint (step 0)")
+    hf_in.add_argument("hf_dir", help="local Hugging Face model directory (config.json, *.safetensors, tokenizer)")
+    hf_in.add_argument("--out", required=True, help="checkpoint directory to create (must not exist or be empty)")
+    hf_in.add_argument("--tensor", type=int, default=1, help="tensor-parallel size to build the model at")
+    hf_in.add_argument("--pipeline", type=int, default=1, help="pipeline-parallel size to build the model at")
+    hf_in.add_argument("--tokenizer", help="tokenizer directory (e.g. the model's tokenizer extended with the "
+                       "grammar); the embedding grows to its vocabulary. Default: the HF directory's tokenizer")
+    hf_in.set_defaults(func=_import_hf)
 
 
 def _export_formats(subparsers: argparse._SubParsersAction) -> argparse._SubParsersAction:
@@ -91,6 +103,17 @@ def _export_hf(args: argparse.Namespace) -> int:
 
     try:
         out = export_hf(args.checkpoint, args.out, dtype=args.dtype)
+    except TrainingError as exc:
+        return _fail(exc)
+    print(out)
+    return 0
+
+
+def _import_hf(args: argparse.Namespace) -> int:
+    from training.hf_import import import_hf
+
+    try:
+        out = import_hf(args.hf_dir, args.out, tensor=args.tensor, pipeline=args.pipeline, tokenizer=args.tokenizer)
     except TrainingError as exc:
         return _fail(exc)
     print(out)

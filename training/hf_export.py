@@ -1,14 +1,17 @@
 """Export a checkpoint as a transformers model (``LlamaForCausalLM``; ``Qwen3ForCausalLM`` for QK-norm
-models) plus the grammar tokenizer, loadable with ``AutoModelForCausalLM`` / ``AutoTokenizer``.
+models) plus its tokenizer, loadable with ``AutoModelForCausalLM`` / ``AutoTokenizer``.
 
 The checkpoint is loaded into a single-process TP=1/PP=1 model (``dist_checkpointing`` reshards any
-training layout), and its weights are renamed and split: megatron's fused QKV holds, per query group,
-that group's query heads then one key and one value head; the fused SwiGLU ``fc1`` is [gate; up].
+training layout); ``training.hf_mapping`` renames and splits its weights. ``config.json`` carries RoPE
+in both spellings (5.x ``rope_parameters``, 4.x ``rope_theta`` + ``rope_scaling``) so both majors load
+the same model, and bos/eos/pad ids from the tokenizer (eos = the document end the model was trained
+with).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shutil
 import socket
@@ -19,68 +22,47 @@ import torch
 
 from training.checkpoint import TOKENIZER_DIR, CheckpointError, find_checkpoint, load_checkpoint
 from training.config import ConfigError, TrainConfig, config_from_dict
+from training.hf_mapping import megatron_to_hf, rope_keys_for_4x, rope_parameters
 from training.presets import ModelConfig
 
-# Local-spec and Transformer-Engine-spec names of the same norm weights.
-_NORM_ALIASES = {
-    "input_layernorm.weight": "self_attention.linear_qkv.layer_norm_weight",
-    "pre_mlp_layernorm.weight": "mlp.linear_fc1.layer_norm_weight",
-}
 
-
-def _get(state: dict[str, torch.Tensor], prefix: str, name: str) -> torch.Tensor:
-    for key in (name, _NORM_ALIASES.get(name, name)):
-        if prefix + key in state:
-            return state[prefix + key]
-    raise CheckpointError(f"weight {prefix}{name} not found in the model state")
-
-
-def hf_state_dict(state: dict[str, torch.Tensor], model: ModelConfig, vocab_size: int) -> dict[str, torch.Tensor]:
-    """Megatron TP=1 ``GPTModel`` weights -> transformers Llama/Qwen3 names (vocabulary padding removed)."""
-    heads, groups, d = model.num_attention_heads, model.num_query_groups, model.head_dim
-    per_group = heads // groups
-    out = {"model.embed_tokens.weight": state["embedding.word_embeddings.weight"][:vocab_size],
-           "model.norm.weight": state["decoder.final_layernorm.weight"]}
-    if not model.tie_embeddings:
-        out["lm_head.weight"] = state["output_layer.weight"][:vocab_size]
-    for i in range(model.num_layers):
-        src, dst = f"decoder.layers.{i}.", f"model.layers.{i}."
-        qkv = _get(state, src, "self_attention.linear_qkv.weight").view(groups, per_group + 2, d, model.hidden_size)
-        out[dst + "self_attn.q_proj.weight"] = qkv[:, :per_group].reshape(heads * d, model.hidden_size)
-        out[dst + "self_attn.k_proj.weight"] = qkv[:, per_group].reshape(groups * d, model.hidden_size)
-        out[dst + "self_attn.v_proj.weight"] = qkv[:, per_group + 1].reshape(groups * d, model.hidden_size)
-        out[dst + "self_attn.o_proj.weight"] = _get(state, src, "self_attention.linear_proj.weight")
-        if model.qk_layernorm:
-            out[dst + "self_attn.q_norm.weight"] = _get(state, src, "self_attention.q_layernorm.weight")
-            out[dst + "self_attn.k_norm.weight"] = _get(state, src, "self_attention.k_layernorm.weight")
-        gate, up = _get(state, src, "mlp.linear_fc1.weight").chunk(2, dim=0)
-        out[dst + "mlp.gate_proj.weight"] = gate
-        out[dst + "mlp.up_proj.weight"] = up
-        out[dst + "mlp.down_proj.weight"] = _get(state, src, "mlp.linear_fc2.weight")
-        out[dst + "input_layernorm.weight"] = _get(state, src, "input_layernorm.weight")
-        out[dst + "post_attention_layernorm.weight"] = _get(state, src, "pre_mlp_layernorm.weight")
-    return {k: v.detach().to("cpu").contiguous() for k, v in out.items()}
-
-
-def hf_config(model: ModelConfig, vocab_size: int, max_positions: int, dtype: torch.dtype):
+def hf_config(model: ModelConfig, vocab_size: int, max_positions: int, dtype: torch.dtype,
+              special_ids: dict[str, int | None]):
+    """The transformers config of the exported model; ``special_ids``: bos/eos/pad token ids."""
     from transformers import LlamaConfig, Qwen3Config
 
-    rope: dict[str, Any] = {"rope_type": "default", "rope_theta": model.rope_theta}
-    if model.rope_scaling_factor is not None:
-        # megatron-core applies Llama-3.1 scaling with these fixed factors and original context.
-        rope = {"rope_type": "llama3", "rope_theta": model.rope_theta, "factor": model.rope_scaling_factor,
-                "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}
     common = dict(
         vocab_size=vocab_size, hidden_size=model.hidden_size, intermediate_size=model.ffn_hidden_size,
         num_hidden_layers=model.num_layers, num_attention_heads=model.num_attention_heads,
         num_key_value_heads=model.num_query_groups, head_dim=model.head_dim, hidden_act="silu",
-        max_position_embeddings=max_positions, rms_norm_eps=model.norm_eps, rope_parameters=rope,
+        max_position_embeddings=max_positions, rms_norm_eps=model.norm_eps, rope_parameters=rope_parameters(model),
         tie_word_embeddings=model.tie_embeddings, attention_bias=False, initializer_range=model.init_method_std,
-        pad_token_id=0, bos_token_id=1, eos_token_id=2, dtype=dtype,
+        dtype=dtype, **special_ids,
     )
     if model.qk_layernorm:
         return Qwen3Config(**common)
     return LlamaConfig(**common, mlp_bias=False)
+
+
+def tokenizer_special_ids(directory: Path) -> dict[str, int | None]:
+    """bos/eos/pad ids of a saved tokenizer; eos is the document end (eod) the model was trained with."""
+    from grammar.tokenizer import EXTENSION_META_FILE, VOCAB_META_FILE, load_tokenizer
+
+    if (directory / VOCAB_META_FILE).is_file() or (directory / EXTENSION_META_FILE).is_file():
+        tokenizer = load_tokenizer(directory)
+        return {"bos_token_id": tokenizer.bos_id, "eos_token_id": tokenizer.eod_id, "pad_token_id": tokenizer.pad_id}
+    # A base model's own tokenizer (``logos import hf`` without --tokenizer): what transformers reads.
+    from transformers import AutoTokenizer
+
+    auto = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
+    return {"bos_token_id": auto.bos_token_id, "eos_token_id": auto.eos_token_id, "pad_token_id": auto.pad_token_id}
+
+
+def _write_rope_keys_for_4x(config_path: Path, model: ModelConfig) -> None:
+    """Add transformers 4.x RoPE keys next to 5.x's ``rope_parameters`` so both majors read one RoPE."""
+    config = json.loads(config_path.read_text())
+    config.update(rope_keys_for_4x(model), rope_parameters=rope_parameters(model))
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 def _init_single_process(seed: int) -> None:
@@ -120,8 +102,9 @@ def load_megatron_model(checkpoint: str | Path) -> tuple[Any, TrainConfig, int]:
 
 
 def export_hf(checkpoint: str | Path, out: str | Path, dtype: str = "float32") -> Path:
-    """Write ``out`` with config.json, model.safetensors and the grammar tokenizer files."""
-    from transformers import AutoModelForCausalLM
+    """Write ``out`` with config.json, generation_config.json, model.safetensors and the checkpoint's
+    tokenizer directory as it is (native grammar, extended base, or the base model's own)."""
+    from transformers import AutoModelForCausalLM, GenerationConfig
 
     torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
     ref = find_checkpoint(checkpoint)
@@ -130,20 +113,26 @@ def export_hf(checkpoint: str | Path, out: str | Path, dtype: str = "float32") -
     tokenizer_dir = ref.path.parent / TOKENIZER_DIR
     if not tokenizer_dir.is_dir():
         raise CheckpointError(f"{tokenizer_dir} is missing: the checkpoint does not carry its tokenizer")
+    special_ids = tokenizer_special_ids(tokenizer_dir)
     model, config, vocab_size = load_megatron_model(ref.path)
-    weights = hf_state_dict(model.state_dict(), config.model, vocab_size)
-    # llama3 RoPE scaling extends an original context of 8192 positions; Llama-3.2 publishes 131072.
-    max_positions = max(config.data.seq_length, 131072 if config.model.rope_scaling_factor else 0)
-    hf = AutoModelForCausalLM.from_config(hf_config(config.model, vocab_size, max_positions, torch.float32))
+    weights = megatron_to_hf(model.state_dict(), config.model, vocab_size)
+    # The base model's context length when known (imports keep it); otherwise llama3 RoPE scaling
+    # extends an original context of 8192 positions and Llama-3.2 publishes 131072.
+    max_positions = config.model.max_position_embeddings or max(
+        config.data.seq_length, 131072 if config.model.rope_scaling_factor else 0)
+    hf = AutoModelForCausalLM.from_config(hf_config(config.model, vocab_size, max_positions, torch.float32,
+                                                    special_ids))
     missing, unexpected = hf.load_state_dict(weights, strict=False)
     missing = [k for k in missing if not (config.model.tie_embeddings and k == "lm_head.weight")]
     if missing or unexpected:
         raise CheckpointError(f"weight names do not match transformers: missing {missing}, unexpected {unexpected}")
     if config.model.tie_embeddings:
         hf.tie_weights()
+    hf.generation_config = GenerationConfig(**special_ids)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     hf.to(torch_dtype).save_pretrained(out)
+    _write_rope_keys_for_4x(out / "config.json", config.model)
     for item in os.listdir(tokenizer_dir):
         shutil.copy2(tokenizer_dir / item, out / item)
     return out

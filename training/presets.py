@@ -30,6 +30,9 @@ class ModelConfig:
     # None turns scaling off.
     rope_scaling_factor: float | None = 32.0
     init_method_std: float = 0.02
+    # The base model's context length (HF ``max_position_embeddings``), kept so that an export writes
+    # what the base model published; None: the export derives it from the sequence length.
+    max_position_embeddings: int | None = None
     # The padded vocabulary must not depend on the tensor-parallel size, or checkpoints could not
     # move between layouts; 128 divides for TP up to 128.
     make_vocab_size_divisible_by: int = 128
@@ -63,17 +66,17 @@ TINY = ModelConfig()
 LLAMA_3_2_1B = ModelConfig(
     name="llama3.2-1b", num_layers=16, hidden_size=2048, ffn_hidden_size=8192, num_attention_heads=32,
     num_query_groups=8, head_dim=64, tie_embeddings=True, norm_eps=1e-5, rope_theta=500_000.0,
-    rope_scaling_factor=32.0,
+    rope_scaling_factor=32.0, max_position_embeddings=131_072,
 )
 LLAMA_3_2_3B = ModelConfig(
     name="llama3.2-3b", num_layers=28, hidden_size=3072, ffn_hidden_size=8192, num_attention_heads=24,
     num_query_groups=8, head_dim=128, tie_embeddings=True, norm_eps=1e-5, rope_theta=500_000.0,
-    rope_scaling_factor=32.0,
+    rope_scaling_factor=32.0, max_position_embeddings=131_072,
 )
 QWEN3_8B = ModelConfig(
     name="qwen3-8b", num_layers=36, hidden_size=4096, ffn_hidden_size=12288, num_attention_heads=32,
     num_query_groups=8, head_dim=128, tie_embeddings=False, qk_layernorm=True, norm_eps=1e-6,
-    rope_theta=1_000_000.0, rope_scaling_factor=None,
+    rope_theta=1_000_000.0, rope_scaling_factor=None, max_position_embeddings=40_960,
 )
 
 PRESETS: dict[str, ModelConfig] = {
