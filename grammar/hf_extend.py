@@ -8,7 +8,7 @@ tokens become single tokens here, and why:
   split, never normalized. This is what LOGOS did, and its tools depend on it: answers are cut out
   between tags, and ``<MoleculeE>``/``<MaterialE>`` serve as eos through ``convert_tokens_to_ids``.
 - **Crystal-grammar tokens** (``<sg136>``, ``<w4a>``, ``<n2>``, ``<L4.60>``, ``<A90.00>``, ``<f600>``,
-  ``<d2.45>``; ~2.4k): added *normal* tokens. Each is one value on an exact grid; as BPE text a
+  ``<d2.45>``; 7,929): added *normal* tokens. Each is one value on an exact grid; as BPE text a
   ``<L4.60>`` is four to six pieces the model would have to learn to emit as a unit, and half a bin is no
   value. Normal, not special, because they are content: ``skip_special_tokens`` must keep them.
   ``material_tokens=False`` leaves them to the BPE.
