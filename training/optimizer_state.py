@@ -65,7 +65,10 @@ def load_optimizer_state(optimizer: Any, state: dict[str, Any]) -> None:
         return
     inner = chained[0]
     if not keeps_per_parameter_step(inner.optimizer) or "param_state" not in state:
-        inner.load_state_dict(state)
+        # megatron's dp_reshardable loader copies into the main parameters (with fp32 params, views of
+        # leaves that require grad) outside no_grad, which torch refuses; the other loaders are no_grad.
+        with torch.no_grad():
+            inner.load_state_dict(state)
         return
     loaders = {"fully_reshardable": inner.load_parameter_state_from_fully_reshardable,
                # dp_reshardable copies every per-parameter state key from the checkpoint, step included,
@@ -79,9 +82,7 @@ def load_optimizer_state(optimizer: Any, state: dict[str, Any]) -> None:
     torch_state = inner.optimizer.state  # load_state_dict replaced the state dict
     steps = {param: s.pop("step") for param, s in torch_state.items() if "step" in s}
     try:
-        # megatron's dp_reshardable loader copies into the main parameters (leaves that require grad)
-        # outside no_grad, which torch refuses; its fully_reshardable loader runs under no_grad already.
-        with torch.no_grad():
+        with torch.no_grad():  # as above
             loaders[sharding](_without_steps(state["param_state"]))
     finally:
         for param, step in steps.items():
