@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from tokenizers import Tokenizer, processors
@@ -184,3 +186,40 @@ def test_extend_keeps_the_old_entry_point(dirs, tmp_path):
     meta = extend_hf_tokenizer(dirs["base_llama3"], tmp_path / "x", material_tokens=False)
     assert meta["normal_tokens"] == 0 and meta["vocab_size"] == load_tokenizer(tmp_path / "x").vocab_size
     assert isinstance(load_tokenizer(dirs["native"]), GrammarTokenizer)
+
+
+AUTO_TOKENIZER_PROBE = """
+import json, sys
+import transformers
+from transformers import AutoTokenizer
+prompt, texts = sys.argv[1], json.loads(sys.argv[2])
+out = {"version": transformers.__version__}
+for directory in sys.argv[3:]:
+    t = AutoTokenizer.from_pretrained(directory)
+    ids = t(prompt)["input_ids"]
+    t.padding_side = "left"
+    out[directory] = {"ids": ids, "decoded": t.decode(ids, skip_special_tokens=False), "eos": t.eos_token,
+                      "pad": [t.pad_token, t.pad_token_id], "texts": t(texts, add_special_tokens=False)["input_ids"],
+                      "batch": t([prompt, "<MaterialS>"], padding=True)["input_ids"]}
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.slow
+def test_saved_tokenizers_load_identically_under_transformers_4_and_5(dirs, tmp_path):
+    """LOGOS's scripts may run either major version: same ids, decoding, pad and left padding."""
+    transformers4 = Path(__file__).resolve().parents[2] / ".venv" / "transformers4"
+    assert (transformers4 / "transformers").is_dir(), \
+        f"transformers 4.x is not installed in {transformers4}: run tests/training/install_transformers4.sh"
+    texts = list(grammar_corpus()[::500])
+    args = [sys.executable, "-c", AUTO_TOKENIZER_PROBE, PROMPT, json.dumps(texts),
+            *(str(dirs[k]) for k in (*STYLES, "native"))]
+    runs = {}
+    for major, path in (("4", str(transformers4)), ("5", "")):
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | ({"PYTHONPATH": path} if path else {})
+        done = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+        runs[major] = json.loads(done.stdout)
+        assert runs[major].pop("version").startswith(f"{major}.")
+    assert runs["4"] == runs["5"]
+    assert runs["4"][str(dirs["llama3"])]["pad"][0] == "<|eot_id|>"
