@@ -54,7 +54,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _print_outputs(results: dict) -> None:
-    for stage in ("exported", "trained", "hf_model", "report"):
+    for stage in ("exported", "trained", "hf_model", "evaluated", "report"):
         value = results.get(stage)
         if value is None:
             continue

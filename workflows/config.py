@@ -23,10 +23,11 @@ from pipeline.near_dedup import NearDedupConfig
 from pipeline.options import ConfigError, deep_merge, from_mapping, parse_assignments
 from pipeline.sources import SOURCES
 from pipeline.split import SplitConfig
+from training.evaluation.run import EvalConfig
 from workflows.tokenizer import TokenizerSettings, check_tokenizer
 
 CONFIG_DIR = Path(__file__).parent / "configs"
-TARGETS = ("ingested", "deduplicated", "split", "mixed", "exported", "trained", "hf_model", "report")
+TARGETS = ("ingested", "deduplicated", "split", "mixed", "exported", "trained", "hf_model", "evaluated", "report")
 
 
 @dataclass
@@ -79,6 +80,7 @@ class WorkflowConfig:
     export: ExportConfig = field(default_factory=ExportConfig)
     train: dict[str, Any] | None = None  # a training.config.TrainConfig mapping; data.blend comes from export
     hf_export: bool = True  # when training runs: export a transformers checkpoint
+    eval: EvalConfig | None = None  # `logos eval` of the exported model on the test split (None: no eval)
     report: bool = True
 
 
@@ -135,8 +137,10 @@ def check(config: WorkflowConfig) -> None:
     if config.executor not in ("local", "ray"):
         raise ConfigError(f"executor: must be local or ray, not {config.executor!r}")
     check_tokenizer(config.tokenizer)
-    if {"trained", "hf_model"} & set(config.targets) and config.train is None:
+    if {"trained", "hf_model", "evaluated"} & set(config.targets) and config.train is None:
         raise ConfigError("targets: training targets need a train section")
+    if "evaluated" in config.targets and (config.eval is None or not config.hf_export):
+        raise ConfigError("targets: evaluated needs an eval section and hf_export: true")
     if config.train is not None:
         check_train(config.train)
 
@@ -164,5 +168,6 @@ def stage_settings(config: WorkflowConfig) -> dict[str, Any]:
         "export": dataclasses.asdict(config.export),
         "train": config.train,
         "hf_export": config.hf_export,
+        "eval": dataclasses.asdict(config.eval) if config.eval is not None else None,
         "report": config.report,
     }

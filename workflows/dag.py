@@ -4,8 +4,8 @@ stages (or inputs) it consumes, its return value is what it produced (a descript
 and input versions, and can execute the stages on Ray.
 
     <source>_files -> <source>_shards -> ingested -> deduplicated -> split -> mixed -> exported
-        -> trained -> hf_model
-    exported, trained -> report
+        -> trained -> hf_model -> evaluated (with exported: its test split)
+    exported, trained, evaluated -> report
 
 Every stage also writes content-addressed outputs (ingest folders, dataset versions, training runs),
 so a stage asked again for the same inputs and config finds its output instead of recomputing.
@@ -243,15 +243,42 @@ def hf_model(trained: TrainedRef | Planned | None, hf_export: bool, workspace: W
 
 
 @ray_remote_options(num_cpus=0)
-def report(exported: DatasetRef | Planned, trained: TrainedRef | Planned | None, report_enabled: bool,
+def evaluated(hf_model: FolderRef | Planned | None, exported: DatasetRef | Planned, eval_settings: dict | None,
+              workspace: Workspace) -> FolderRef | Planned | None:
+    """``logos eval`` of the exported model on the exported dataset's test split: one results JSON."""
+    if hf_model is None or eval_settings is None:
+        return None
+    if isinstance(hf_model, Planned) or isinstance(exported, Planned):
+        return Planned("evaluated")
+    from training.evaluation.run import RESULTS_FILE
+
+    out = workspace.path("eval", content_address(hf_model.path, exported.ref, eval_settings))
+    if (out / RESULTS_FILE).is_file():
+        return FolderRef(str(out), RESULTS_FILE)
+    if workspace.dry_run:
+        return Planned("evaluated")
+    workspace.enter("evaluated")
+    from pipeline.options import from_mapping
+    from training.evaluation.run import EvalConfig, evaluate
+
+    evaluate(hf_model.path, exported.ref, from_mapping(EvalConfig, eval_settings), out, workspace.store)
+    return FolderRef(str(out), RESULTS_FILE)
+
+
+@ray_remote_options(num_cpus=0)
+def report(exported: DatasetRef | Planned, trained: TrainedRef | Planned | None,
+           evaluated: FolderRef | Planned | None, report_enabled: bool,
            workspace: Workspace) -> FolderRef | Planned | None:
-    """The HTML report of the exported dataset, with the training curves when this run trained."""
+    """The HTML report of the exported dataset, with the training curves when this run trained and the
+    task metrics when it evaluated."""
     if not report_enabled:
         return None
-    if isinstance(exported, Planned) or isinstance(trained, Planned):
+    if any(isinstance(u, Planned) for u in (exported, trained, evaluated)):
         return Planned("report")
     metrics = trained.metrics_path if trained is not None else None
-    out = workspace.path("reports", content_address(exported.ref, metrics and os.path.getmtime(metrics)))
+    results = Path(evaluated.path) / evaluated.main_file if evaluated is not None else None
+    out = workspace.path("reports", content_address(exported.ref, metrics and os.path.getmtime(metrics),
+                                                    results and str(results)))
     if (out / "index.html").is_file():
         return FolderRef(str(out), "index.html")
     if workspace.dry_run:
@@ -260,7 +287,7 @@ def report(exported: DatasetRef | Planned, trained: TrainedRef | Planned | None,
     from workflows.report import write_report
 
     write_report(workspace.store, exported.ref, out, metrics_file=Path(metrics) if metrics else None,
-                 runs_root=workspace.path("runs"))
+                 runs_root=workspace.path("runs"), eval_results=results)
     return FolderRef(str(out), "index.html")
 
 

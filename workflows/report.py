@@ -3,7 +3,7 @@
 Everything is read from the dataset store (the version's manifest, its lineage, its Delta tables) and,
 when a workflow run trained on it, from that run's metrics: the data mix by domain in tokens (as
 LOGOS's data-volume chart), token-length histograms per domain, rejects by reason, dedup and split
-statistics, and the training loss curves.
+statistics, the training loss curves, and the task metrics of ``logos eval`` when a run evaluated.
 """
 
 from __future__ import annotations
@@ -134,7 +134,8 @@ def _save(fig, path: Path) -> Path:
 
 
 def write_report(
-    store: DatasetStore, ref: str, out: str | Path, *, metrics_file: Path | None = None, runs_root: Path | None = None
+    store: DatasetStore, ref: str, out: str | Path, *, metrics_file: Path | None = None, runs_root: Path | None = None,
+    eval_results: Path | None = None,
 ) -> Path:
     """Write ``out/index.html`` and its PNGs. Training curves come from ``metrics_file`` or, failing
     that, from the newest workflow run under ``runs_root`` that trained on this dataset's lineage."""
@@ -160,12 +161,33 @@ def write_report(
     metrics = next((m for m in candidates if m is not None and m.is_file()), None)
     if metrics is not None:
         images.append(plot_loss(metrics, out))
+    evaluation = json.loads(eval_results.read_text()) if eval_results is not None else None
     page = out / "index.html"
-    page.write_text(render_html(lineage, [i for i in images if i is not None], runs))
+    page.write_text(render_html(lineage, [i for i in images if i is not None], runs, evaluation))
     return page
 
 
-def render_html(lineage: Lineage, images: list[Path], runs: list) -> str:
+def render_metrics(results: dict[str, Any] | None) -> str:
+    """The task metrics of a ``logos eval`` results JSON as a table (value and the count behind it)."""
+    if results is None:
+        return ""
+    from training.evaluation.run import metric_rows
+
+    rows = "".join(
+        f"<tr><td>{html.escape(task)}</td><td>{html.escape(name)}</td>"
+        f"<td>{'—' if value is None else f'{value:.4g}'}</td><td>{count}</td></tr>"
+        for task, name, value, count in metric_rows(results)
+    )
+    skipped = "".join(f"<li>{html.escape(task)}: {html.escape(s['what'])}: {html.escape(s['reason'])}</li>"
+                      for task, entry in results.get("tasks", {}).items() for s in entry.get("skipped", []))
+    generation = html.escape(json.dumps(results.get("generation", {})))
+    return (f"<h2>Task metrics (logos eval)</h2><p>model {html.escape(str(results['model']['path']))}, "
+            f"dataset {html.escape(results['dataset']['ref'])}, generation {generation}</p>"
+            f"<table><tr><th>task</th><th>metric</th><th>value</th><th>count</th></tr>{rows}</table>"
+            + (f"<p>skipped:</p><ul>{skipped}</ul>" if skipped else ""))
+
+
+def render_html(lineage: Lineage, images: list[Path], runs: list, evaluation: dict[str, Any] | None = None) -> str:
     head = lineage.manifests[0]
     rows = "".join(
         f"<tr><td>{html.escape(m.ref)}</td><td>{m.stage}</td><td>{m.created}</td>"
@@ -184,5 +206,6 @@ figure{{display:inline-block;margin:8px}}pre{{background:#f4f4f4;padding:8px}}</
 <h2>Lineage</h2><table><tr><th>version</th><th>stage</th><th>created</th><th>inputs</th></tr>{rows}</table>
 <h2>Counts</h2><pre>{counts}</pre>
 <h2>Workflow runs that used it</h2><ul>{run_list}</ul>
+{render_metrics(evaluation)}
 <h2>Plots</h2>{pictures}
 </body></html>"""

@@ -32,7 +32,7 @@ from workflows.workspace import Planned, Workspace
 # The stages that do work, in order ("ingested" only gathers the shards, so it is not listed).
 STAGES = (
     *(f"{s}_shards" for s in dag.SOURCE_NAMES), "deduplicated", "split", "mixed", "exported",
-    "trained", "hf_model", "report",
+    "trained", "hf_model", "evaluated", "report",
 )
 FAIL_ENV = "LOGOS_FAIL_STAGE"
 
@@ -91,7 +91,7 @@ def stage_inputs(loaded: LoadedWorkflow, workspace: Workspace) -> dict[str, Any]
     return specs | {
         "dedup_settings": settings["dedup"], "split_settings": settings["split"], "mix_settings": settings["mix"],
         "export_settings": settings["export"], "train_settings": settings["train"],
-        "hf_export": settings["hf_export"], "report_enabled": settings["report"],
+        "hf_export": settings["hf_export"], "eval_settings": settings["eval"], "report_enabled": settings["report"],
         "dataset_name": config.name, "code_version": code_version(), "workspace": workspace,
         "tokenizer_dir": resolve_tokenizer(config.tokenizer, base_dir, workspace.home),
     }

@@ -40,6 +40,19 @@ def test_demo_runs_end_to_end(demo):
     assert exported.ref in (report / "index.html").read_text()
 
 
+def test_demo_evaluates_the_tiny_model_on_every_task(demo):
+    from training.evaluation.tasks import TASK_NAMES
+
+    _, outcome = demo
+    assert "evaluated" in outcome.executed
+    results = json.loads((Path(outcome.results["evaluated"].path) / "results.json").read_text())
+    assert set(results["tasks"]) == set(TASK_NAMES) and results["config"]["limit"] == 3
+    assert results["dataset"]["ref"] == outcome.results["exported"].ref
+    assert results["tasks"]["perplexity"]["metrics"]["all"]["count"] > 0
+    page = (Path(outcome.results["report"].path) / "index.html").read_text()
+    assert "Task metrics (logos eval)" in page and "perplexity" in page
+
+
 def test_exported_model_loads_with_transformers(demo):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

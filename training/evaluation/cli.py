@@ -23,6 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="logos eval MODEL --dataset NAME@VERSION [...] | logos eval score ... | "
                     "logos eval export-prompts ...  (each takes --help)",
         add_help=False)
+    parser.add_argument("-h", "--help", dest="show_help", action="store_true", help="show the three usages")
     parser.add_argument("target", nargs="?", metavar="MODEL|score|export-prompts")
     parser.add_argument("rest", nargs=argparse.REMAINDER)
     parser.set_defaults(func=_dispatch)
@@ -88,12 +89,12 @@ def export_parser() -> argparse.ArgumentParser:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    if args.target in (None, "-h", "--help"):
+    if args.target is None:
         print("usage: logos eval MODEL --dataset NAME@VERSION [--tasks ...] [--limit N] [--samples K] "
               "[--out DIR] [--json]\n       logos eval score --task T --predictions FILE [--json]\n"
               "       logos eval export-prompts --dataset NAME@VERSION --format logos --out DIR\n"
-              "(each takes --help)")
-        return 0 if args.target else 2
+              "(each takes --help)", file=sys.stdout if args.show_help else sys.stderr)
+        return 0 if args.show_help else 2
     if args.target == "score":
         return _score(score_parser().parse_args(args.rest))
     if args.target == "export-prompts":

@@ -137,7 +137,7 @@ def resolve_model(model: str | Path, out: Path, manifest: Any) -> tuple[Path, st
     directory, its ``checkpoints/`` or one ``iter_*`` directory is exported on the fly to ``out/model``,
     after its tokenizer is checked against the dataset's (a mismatch writes nothing)."""
     path = Path(model)
-    if (path / "config.json").is_file():
+    if is_hf_export(path):
         return path, None, check_tokenizer(path, manifest)
     from training.checkpoint import TOKENIZER_DIR, CheckpointError, find_checkpoint
 
@@ -155,6 +155,14 @@ def resolve_model(model: str | Path, out: Path, manifest: Any) -> tuple[Path, st
         return export_hf(ref.path, out / "model"), str(ref.path), tokenizer_hash
     except CheckpointError as exc:
         raise EvalError(f"model {model}: {exc}") from None
+
+
+def is_hf_export(path: Path) -> bool:
+    """A transformers model folder: a config.json naming a model type (a training run has a config.json too)."""
+    try:
+        return "model_type" in json.loads((path / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
 
 
 def model_tokenizer_hash(model_dir: Path) -> str | None:
