@@ -49,6 +49,7 @@ def write_blend(out: Path, texts: list[str]) -> Path:
     from megatron.core.datasets.indexed_dataset import IndexedDatasetBuilder
 
     from grammar.tokenizer import default_tokenizer
+    from pipeline.export_megatron import blend_tokenizer
 
     tokenizer = default_tokenizer()
     tokenizer.save(out / "tokenizer")
@@ -60,13 +61,12 @@ def write_blend(out: Path, texts: list[str]) -> Path:
         prefix.parent.mkdir(parents=True, exist_ok=True)
         builder = IndexedDatasetBuilder(f"{prefix}.bin", dtype=np.uint16)
         for ids in part:
-            builder.add_item(torch.tensor([*ids, tokenizer.eos_id]))
+            builder.add_item(torch.tensor([*tokenizer.prefix_ids, *ids, tokenizer.eod_id]))  # as the export writes
             builder.end_document()
         builder.finalize(f"{prefix}.idx")
         splits[split] = {"prefixes": [f"megatron/{split}/molecule"], "weights": [1.0], "domains": ["molecule"]}
     blend = {"format": "logos-megatron-blend/1", "dtype": "uint16", "splits": splits,
-             "tokenizer": {"path": "tokenizer", "content_hash": tokenizer.content_hash,
-                           "vocab_size": tokenizer.vocab_size, "eod_id": tokenizer.eos_id, "pad_id": tokenizer.pad_id},
+             "tokenizer": blend_tokenizer(tokenizer),
              "dataset": {"name": "moses-bench", "version": str(len(texts))}}
     (out / "blend.json").write_text(json.dumps(blend))
     return out / "blend.json"
