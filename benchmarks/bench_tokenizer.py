@@ -1,11 +1,13 @@
 """Grammar text -> token ids: tokens/s per core of the Rust (HF tokenizers) path against a pure-Python
 regex baseline, measured in the same run on the same texts.
 
-    python benchmarks/bench_tokenizer.py [--rows 200000] [--smiles PATH]
+    python benchmarks/bench_tokenizer.py [--rows 200000] [--smiles PATH] [--tokenizer DIR]
 
 Texts: real SMILES (MOSES, ../shared/data/scale) wrapped as molecule records, plus real protein and
 pocket records from the test fixtures. "Per core" means the Rust batch encoder is pinned to one thread
 (RAYON_NUM_THREADS=1, set before tokenizers is imported); a second line shows the all-cores batch rate.
+``--tokenizer DIR`` adds the same measurement for a saved tokenizer of either kind (e.g. an extended
+one from ``logos grammar vocab --extend``), with its tokens per record next to the native vocabulary's.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ def load_texts(smiles_path: Path, rows: int) -> list[str]:
     return texts + proteins * max(1, len(texts) // (20 * max(1, len(proteins))))
 
 
-def measure(threads: int, rows: int, smiles: Path) -> None:
+def measure(threads: int, rows: int, smiles: Path, saved: str | None = None) -> None:
     from grammar.tokenizer import default_tokenizer
 
     tokenizer = default_tokenizer()
@@ -61,22 +63,34 @@ def measure(threads: int, rows: int, smiles: Path) -> None:
     rust_s = time.perf_counter() - start
     assert rust_ids == python_ids, "the two engines disagree"
     print(f"records={len(texts)} tokens={n_tokens}  rust[{threads} thread(s)]={n_tokens / rust_s:,.0f} tok/s  "
-          f"python-regex[1 core]={n_tokens / python_s:,.0f} tok/s  rust/python={python_s / rust_s:.2f}x")
+          f"python-regex[1 core]={n_tokens / python_s:,.0f} tok/s  rust/python={python_s / rust_s:.2f}x  "
+          f"tokens/record={n_tokens / len(texts):.1f}")
+    if saved:
+        from grammar.tokenizer import load_tokenizer
+
+        other = load_tokenizer(saved)
+        start = time.perf_counter()
+        other_ids = other.encode_batch(texts)
+        other_s = time.perf_counter() - start
+        other_tokens = sum(map(len, other_ids))
+        print(f"  {other.kind} tokenizer {saved} (vocab {other.vocab_size}): rust[{threads} thread(s)]="
+              f"{other_tokens / other_s:,.0f} tok/s  tokens/record={other_tokens / len(texts):.1f}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--smiles", type=Path, default=DEFAULT_SMILES)
+    parser.add_argument("--tokenizer", help="also measure this saved tokenizer directory (native or extended)")
     parser.add_argument("--threads", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.threads:
-        measure(args.threads, args.rows, args.smiles)
+        measure(args.threads, args.rows, args.smiles, args.tokenizer)
         return
     for threads in (1, os.cpu_count() or 1):
         env = os.environ | {"RAYON_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "true"}
         cmd = [sys.executable, __file__, "--rows", str(args.rows), "--smiles", str(args.smiles)]
-        cmd += ["--threads", str(threads)]
+        cmd += ["--threads", str(threads)] + (["--tokenizer", args.tokenizer] if args.tokenizer else [])
         subprocess.run(cmd, env=env, check=True)
 
 
