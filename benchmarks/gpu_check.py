@@ -32,6 +32,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -127,6 +128,7 @@ def throughput(work: Path, blend: Path, impl: str, steps: int, warmup: int) -> d
     config = build_config(work / f"1b_{impl}", blend, throughput_overrides(impl, steps))
     began = time.perf_counter()
     result, records = _train(config)
+    shutil.rmtree(config.checkpoint_dir, ignore_errors=True)  # ~17 GB for the 1B model with Adam state
     steady = records[warmup:]
     mfus = [r["mfu"] for r in steady if r.get("mfu") is not None]
     losses = [r["loss"] for r in records]
@@ -172,7 +174,7 @@ def hf_roundtrip(work: Path, blend: Path) -> dict[str, Any]:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from training.config import CheckpointConfig
+    from training.config import TrainConfig
     from training.hf_export import export_hf, load_megatron_model
     from training.hf_import import import_hf
 
@@ -185,20 +187,23 @@ def hf_roundtrip(work: Path, blend: Path) -> dict[str, Any]:
                                       rope_theta=500000.0))
     hf_dir = work / "hf_tiny"
     hf.save_pretrained(hf_dir)
+    for item in tokenizer_dir.iterdir():  # the model's own tokenizer: the grammar vocabulary
+        shutil.copy2(item, hf_dir / item.name)
     imported = import_hf(hf_dir, work / "hf_imported", tokenizer=tokenizer_dir)
     result: dict[str, Any] = {"imported": str(imported)}
     checkpoint = imported
-    if hasattr(CheckpointConfig(), "init"):
+    if hasattr(TrainConfig(), "init"):  # continued pretraining (init.checkpoint): weights at step 0
         meta = json.loads((imported / "lineage.json").read_text())["config"]
         config = build_config(work / "hf_trained", blend, [
-            f"model={json.dumps(meta['model'])}", "precision=bf16", "train_steps=20", "data.seq_length=512",
+            f"model={json.dumps(meta['model'])}", f"precision={'bf16' if torch.cuda.is_available() else 'fp32'}",
+            "train_steps=20", "data.seq_length=512",
             "data.micro_batch_size=2", "data.global_batch_size=4", "optimizer.warmup_steps=2",
-            f"checkpoint.init={imported}", "logging.eval_iters=1"])
+            f"init.checkpoint={imported}", "logging.eval_iters=1"])
         trained, records = _train(config)
         result["trained_losses"] = _losses(records)
         checkpoint = trained.checkpoint
     else:
-        result["trained"] = "skipped: the trainer has no checkpoint.init (weights-only start) yet"
+        result["trained"] = "skipped: the trainer has no init (weights-only start) yet"
     exported = export_hf(checkpoint, work / "hf_exported")
     ids = torch.randint(0, vocab, (2, 64), generator=torch.Generator().manual_seed(1))
     model, _, vocab_size = load_megatron_model(checkpoint)
