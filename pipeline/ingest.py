@@ -8,7 +8,8 @@ accounting and writes ``summary.json`` last, as the marker of a finished run.
 
 The tokenizer is the dataset's: ``tokenizer`` names a saved tokenizer directory of either kind
 (``grammar.tokenizer.load_tokenizer``; default: the built-in native vocabulary). The driver loads it
-before any work (a bad directory fails the run up front), saves a copy as ``OUT/tokenizer/`` and
+before any work (a bad directory fails the run up front) and hands the loaded tokenizer to the
+converter actors (so remote nodes need not see the directory), saves a copy as ``OUT/tokenizer/`` and
 records its kind and content hash in ``summary.json``, so the shards always travel with the tokenizer
 their ids came from; the dataset stages read it from there.
 """
@@ -92,9 +93,9 @@ class ChunkConverter:
     """Ray actor: converts, tokenizes and writes one chunk at a time; returns its accounting."""
 
     def __init__(self, source: str, options: dict, out: str, engine: str, storage_options: dict | None,
-                 tokenizer: str | None = None) -> None:
+                 tokenizer: Any = None) -> None:
         self.source = make_source(source, options)
-        self.tokenizer = dataset_tokenizer(tokenizer)
+        self.tokenizer = tokenizer if tokenizer is not None else dataset_tokenizer(None)
         self.out, self.engine, self.storage_options = out.rstrip("/"), engine, storage_options
 
     def __call__(self, batch: dict) -> dict[str, list]:
@@ -179,7 +180,7 @@ def run_ingest(config: IngestConfig) -> IngestSummary:
         stats_rows = chunks.map_batches(
             ChunkConverter, batch_size=1, compute=ActorPoolStrategy(size=workers), num_cpus=0.75,
             fn_constructor_args=(config.source, config.source_options, out, config.tokenizer_engine,
-                                 config.storage_options, config.tokenizer),
+                                 config.storage_options, tokenizer if config.tokenizer else None),
         ).take_all()
     stats = reduce(ChunkStats.__add__, (ChunkStats.from_dict(json.loads(r["stats"])) for r in stats_rows), ChunkStats())
     if stats.items_read != stats.items_written + stats.items_rejected:
