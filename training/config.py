@@ -1,7 +1,7 @@
 """Typed training configuration: one dataclass per concern, loaded from YAML with strict keys.
 
 A run is described by ``TrainConfig``; every setting has one place (``model.*``, ``parallel.*``,
-``optimizer.*``, ``data.*``, ``checkpoint.*``, ``logging.*``, ``launch.*``). ``model`` starts from a
+``optimizer.*``, ``data.*``, ``checkpoint.*``, ``init.*``, ``logging.*``, ``launch.*``). ``model`` starts from a
 preset (``model: {preset: 1b}``) and may override any of its fields. Unknown keys and values of the
 wrong type fail with the dotted key in the message.
 """
@@ -76,6 +76,21 @@ class CheckpointConfig:
 
 
 @dataclass
+class InitConfig:
+    """Continued pretraining: the weights a run starts from at step 0, with a fresh optimizer and
+    learning-rate schedule (unlike ``checkpoint.load``, which continues a run's optimizer and step).
+    Used only when ``checkpoint.dir`` has no checkpoint of the run's own to resume: resume wins. At
+    most one of the two; the model shape and the tokenizer must be the blend's (checked before start).
+    """
+
+    # A local transformers LlamaForCausalLM/Qwen3ForCausalLM directory, imported (``logos import hf``
+    # with the blend's tokenizer) into ``<run_dir>/init/`` before the run starts.
+    hf: str | None = None
+    # A Megatron checkpoint (root or iter_* directory): an earlier import, or another run's weights.
+    checkpoint: str | None = None
+
+
+@dataclass
 class LoggingConfig:
     interval: int = 1  # steps between metrics lines
     eval_interval: int = 0  # steps between per-domain validation; 0: only after the last step
@@ -110,12 +125,20 @@ class TrainConfig:
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     data: DataConfig = field(default_factory=DataConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    init: InitConfig = field(default_factory=InitConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     launch: LaunchConfig = field(default_factory=LaunchConfig)
 
     @property
     def checkpoint_dir(self) -> Path:
         return Path(self.checkpoint.dir) if self.checkpoint.dir else Path(self.run_dir) / "checkpoints"
+
+    @property
+    def init_dir(self) -> Path | None:
+        """The checkpoint ``init`` starts from (``<run_dir>/init`` where ``init.hf`` is imported), or None."""
+        if self.init.hf:
+            return Path(self.run_dir) / "init"
+        return Path(self.init.checkpoint) if self.init.checkpoint else None
 
     @property
     def metrics_path(self) -> Path:
@@ -165,6 +188,11 @@ def validate(config: TrainConfig) -> TrainConfig:
             raise ConfigError(message)
     if not d.blend:
         raise ConfigError("data.blend is required: the path of the dataset stage's blend JSON")
+    if config.init.hf and config.init.checkpoint:
+        raise ConfigError("init: give hf or checkpoint, not both")
+    if (config.init.hf or config.init.checkpoint) and config.checkpoint.load:
+        raise ConfigError("init and checkpoint.load both name a starting point: init starts at step 0 with a "
+                          "fresh optimizer, checkpoint.load continues another run's optimizer and step; keep one")
     return config
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from training.blend import load_tokenizer, read_blend
 from training.checkpoint import CheckpointError, start_checkpoint
 from training.config import TrainConfig, validate
+from training.continued import prepare_init
 from training.trainer import RESULT_FILE
 
 
@@ -43,10 +44,16 @@ class TrainResult:
 
 def preflight(config: TrainConfig) -> None:
     """Fail before starting any rank on what the launcher can check: the blend and its tokenizer, and
-    that a checkpoint to resume or load has this run's model shape."""
+    that a checkpoint to resume, load or start from (``init``, imported here if needed) has this run's
+    model shape and, for ``init``, the blend's tokenizer."""
     blend = read_blend(config.data.blend)
     load_tokenizer(blend)
     ref = start_checkpoint(config.checkpoint_dir, config.checkpoint.resume, config.checkpoint.load)
+    if ref is not None and ref.meta.get("weights_only"):
+        raise CheckpointError(f"checkpoint {ref.path} holds weights only (an import, no optimizer state): "
+                              f"start from it with init: {{checkpoint: {ref.path.parent}}}")
+    if ref is None and config.init_dir is not None:
+        ref = prepare_init(config, blend)  # imports init.hf once; checks tokenizer and vocabulary
     if ref is not None:
         saved = {k: v for k, v in ref.meta.get("config", {}).get("model", {}).items() if k != "name"}
         current = {k: v for k, v in dataclasses.asdict(config.model).items() if k != "name"}

@@ -15,6 +15,7 @@ import torch.distributed as dist
 from training.blend import load_tokenizer, read_blend
 from training.checkpoint import CheckpointSaver, load_checkpoint, start_checkpoint
 from training.config import TrainConfig, config_to_dict
+from training.continued import init_checkpoint
 from training.data import MegatronGrammarTokenizer, build_datasets, microbatch_iterator, step_microbatches
 from training.metrics import MetricsWriter, mfu, peak_tflops_for, training_flops_per_token
 from training.model import Runtime, build_model
@@ -184,6 +185,13 @@ class Trainer:
             step = load_checkpoint(ref, self.module, self.optimizer, self.scheduler)
             consumed = int(ref.meta.get("consumed_samples", step * gbs))
             self._log({"kind": "resume", "step": step, "checkpoint": str(ref.path)})
+        elif cfg.init_dir is not None:  # continued pretraining: step 0, these weights, a fresh optimizer
+            init = init_checkpoint(cfg)
+            load_checkpoint(init, self.module)
+            # The weights changed behind the optimizer's back: its fp32 main copies (bf16, distributed
+            # optimizer) must follow, or the first step would write the random initialisation back.
+            self.optimizer.reload_model_params()
+            self._log({"kind": "init", "step": 0, "checkpoint": str(init.path)})
         start_step, start_consumed = step, consumed
         loss, last_saved = float("nan"), ref.path if ref is not None else None
         for note in self.runtime.notes:

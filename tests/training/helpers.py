@@ -52,15 +52,16 @@ def split_of(index: int) -> str:
     return {0: "valid", 1: "test"}.get(index % 5, "train")
 
 
-def write_blend(out: Path) -> Path:
-    """Tokenize the fixture records into train/valid/test prefixes per domain; returns the blend path."""
+def write_blend(out: Path, tokenizer: Any = None) -> Path:
+    """Tokenize the fixture records into train/valid/test prefixes per domain with ``tokenizer`` (default:
+    the native grammar tokenizer; any kind); returns the blend path."""
     import numpy as np
     import torch
     from megatron.core.datasets.indexed_dataset import IndexedDatasetBuilder
 
     from grammar.tokenizer import default_tokenizer
 
-    tokenizer = default_tokenizer()
+    tokenizer = tokenizer or default_tokenizer()
     tokenizer.save(out / "tokenizer")
     domains = {"molecule": molecule_texts(), "protein": protein_texts()}
     splits: dict[str, dict[str, list]] = {}

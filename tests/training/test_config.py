@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 
@@ -82,12 +83,27 @@ def test_config_is_frozen_where_shapes_are_shared():
         model_preset("tiny").hidden_size = 3  # type: ignore[misc]
 
 
-@pytest.mark.parametrize("name", ["tiny_cpu.yaml", "llama3.2_1b_gpu.yaml", "qwen3_8b_gpu.yaml"])
+CONFIGS = Path(__file__).resolve().parents[2] / "training" / "configs"
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("*.yaml")))
 def test_shipped_example_configs_load(name):
-    from pathlib import Path
-
-    import training
-
-    config = load_config(Path(training.__file__).parent / "configs" / name)
+    config = load_config(CONFIGS / name)
     assert config.data.global_batch_size % (config.data.micro_batch_size * config.parallel.data) == 0
     assert config.parallel.world_size in (2, 8, 16)
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("*_continue.yaml")))
+def test_continued_pretraining_configs_start_from_a_base_model(name):
+    config = load_config(CONFIGS / name)
+    assert config.init.hf and config.init_dir == Path(config.run_dir) / "init"
+    assert config.model.name in {"llama3.2-1b", "llama3.2-3b", "qwen3-8b"}
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ({"init": {"hf": "a", "checkpoint": "b"}}, "init: give hf or checkpoint, not both"),
+    ({"init": {"checkpoint": "b"}, "checkpoint": {"load": "c"}}, "init and checkpoint.load both name a starting point"),
+])
+def test_init_is_one_starting_point(extra, message):
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict({"data": {"blend": "b.json"}, **extra})

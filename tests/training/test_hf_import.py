@@ -306,6 +306,8 @@ LLAMA_3_2_1B_CONFIG = {
                      "original_max_position_embeddings": 8192, "rope_type": "llama3"},
     "rope_theta": 500000.0, "tie_word_embeddings": True, "vocab_size": 128256,
 }
+LLAMA_3_2_3B_CONFIG = LLAMA_3_2_1B_CONFIG | {  # meta-llama/Llama-3.2-3B differs in these keys
+    "head_dim": 128, "hidden_size": 3072, "num_attention_heads": 24, "num_hidden_layers": 28}
 QWEN3_8B_CONFIG = {
     "architectures": ["Qwen3ForCausalLM"], "attention_bias": False, "bos_token_id": 151643, "eos_token_id": 151645,
     "head_dim": 128, "hidden_act": "silu", "hidden_size": 4096, "initializer_range": 0.02, "intermediate_size": 12288,
@@ -316,7 +318,8 @@ QWEN3_8B_CONFIG = {
 }
 
 
-@pytest.mark.parametrize(("config", "preset"), [(LLAMA_3_2_1B_CONFIG, "1b"), (QWEN3_8B_CONFIG, "8b")])
+@pytest.mark.parametrize(("config", "preset"), [(LLAMA_3_2_1B_CONFIG, "1b"), (LLAMA_3_2_3B_CONFIG, "3b"),
+                                                   (QWEN3_8B_CONFIG, "8b")])
 def test_published_configs_map_to_the_presets(config, preset):
     from training.hf_mapping import model_config_from_hf
     from training.presets import model_preset
