@@ -1,7 +1,8 @@
 """``benchmarks/gpu_check.py`` on CPU: the dry run validates every config without the forbidden
 packages, and its resume check (stop at 6, resume to 9) is bit-exact here on the tiny model, with the
 distributed optimizer's ``dp_reshardable`` format (whose Adam step counter megatron-core 0.16.1
-restores wrongly over torch Adam unless ``training.optimizer_state`` sets it aside)."""
+restores wrongly over torch Adam unless ``training.optimizer_state`` sets it aside) and asynchronous
+saves (``latest`` written only when a save is complete)."""
 
 from __future__ import annotations
 
@@ -49,14 +50,14 @@ def test_dry_run_rejects_bad_arguments():
 
 
 @pytest.mark.slow
-def test_resume_check_is_bit_exact_with_dp_reshardable_optimizer_state(tmp_path):
+def test_resume_check_is_bit_exact_with_dp_reshardable_state_and_async_saves(tmp_path):
     sys.path.insert(0, str(REPO / "benchmarks"))
     try:
         import gpu_check
     finally:
         sys.path.pop(0)
     blend = gpu_check.write_synthetic_blend(tmp_path / "blend", tokens=60_000)
-    variant = [*gpu_check.RESUME_CPU, "checkpoint.optimizer_format=dp_reshardable"]
+    variant = [*gpu_check.RESUME_CPU, "checkpoint.optimizer_format=dp_reshardable", "checkpoint.async_save=true"]
     result = gpu_check.resume_check(tmp_path, blend, variant)
     assert result["stopped_at"] == 6
     assert len(result["straight_losses"]) == 9
