@@ -253,8 +253,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=5, help="steps left out of the medians")
     parser.add_argument("--tokens", type=int, default=4_000_000, help="synthetic training tokens to write")
     parser.add_argument("--work", type=Path, help="working directory (default: a temporary one)")
+    parser.add_argument("--phases", default="throughput,resume,hf_roundtrip",
+                        help="comma-separated subset of throughput, resume, hf_roundtrip")
     parser.add_argument("--dry-run", action="store_true", help="validate the configs and print the plan")
     args = parser.parse_args(argv)
+    phases_wanted = set(args.phases.split(","))
+    if not phases_wanted or phases_wanted - {"throughput", "resume", "hf_roundtrip"}:
+        parser.error(f"--phases: unknown phase(s) {sorted(phases_wanted - {'throughput', 'resume', 'hf_roundtrip'})}")
     if args.steps <= args.warmup:
         parser.error(f"--steps ({args.steps}) must exceed --warmup ({args.warmup})")
 
@@ -289,6 +294,8 @@ def main(argv: list[str] | None = None) -> int:
         phases += [("resume", lambda: resume_check(work, blend, RESUME_GPU)),
                    ("hf_roundtrip", lambda: hf_roundtrip(work, blend))]
         for name, phase in phases:
+            if name.split("_")[0] not in {p.split("_")[0] for p in phases_wanted}:
+                continue
             began = time.perf_counter()
             try:
                 results[name] = phase()
