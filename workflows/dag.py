@@ -4,7 +4,7 @@ stages (or inputs) it consumes, its return value is what it produced (a descript
 and input versions, and can execute the stages on Ray.
 
     <source>_files -> <source>_shards -> ingested -> deduplicated -> split -> mixed -> exported
-        -> trained -> hf_model -> evaluated (with exported: its test split)
+        -> trained -> hf_model -> evaluated (with exported: its test split; trained: its checkpoints)
     exported, trained, evaluated -> report
 
 Every stage also writes content-addressed outputs (ingest folders, dataset versions, training runs),
@@ -243,26 +243,33 @@ def hf_model(trained: TrainedRef | Planned | None, hf_export: bool, workspace: W
 
 
 @ray_remote_options(num_cpus=0)
-def evaluated(hf_model: FolderRef | Planned | None, exported: DatasetRef | Planned, eval_settings: dict | None,
+def evaluated(hf_model: FolderRef | Planned | None, trained: TrainedRef | Planned | None,
+              exported: DatasetRef | Planned, eval_settings: dict | None,
               workspace: Workspace) -> FolderRef | Planned | None:
-    """``logos eval`` of the exported model on the exported dataset's test split: one results JSON."""
+    """``logos eval`` of the exported model on the exported dataset's test split: one results JSON, and with
+    ``every_checkpoint`` the metrics of each training checkpoint (``curves.json``, written last)."""
     if hf_model is None or eval_settings is None:
         return None
-    if isinstance(hf_model, Planned) or isinstance(exported, Planned):
+    if any(isinstance(u, Planned) for u in (hf_model, trained, exported)):
         return Planned("evaluated")
-    from training.evaluation.run import RESULTS_FILE
+    from training.evaluation.run import CURVES_FILE, RESULTS_FILE
 
+    main_file = CURVES_FILE if eval_settings.get("every_checkpoint") else RESULTS_FILE
     out = workspace.path("eval", content_address(hf_model.path, exported.ref, eval_settings))
-    if (out / RESULTS_FILE).is_file():
-        return FolderRef(str(out), RESULTS_FILE)
+    if (out / main_file).is_file():
+        return FolderRef(str(out), main_file)
     if workspace.dry_run:
         return Planned("evaluated")
     workspace.enter("evaluated")
     from pipeline.options import from_mapping
-    from training.evaluation.run import EvalConfig, evaluate
+    from training.evaluation.run import EvalConfig, evaluate, evaluate_checkpoints
 
-    evaluate(hf_model.path, exported.ref, from_mapping(EvalConfig, eval_settings), out, workspace.store)
-    return FolderRef(str(out), RESULTS_FILE)
+    config = from_mapping(EvalConfig, eval_settings)
+    results = evaluate(hf_model.path, exported.ref, config, out, workspace.store)
+    if config.every_checkpoint and trained is not None:
+        evaluate_checkpoints(trained.run_dir, exported.ref, config, out, workspace.store,
+                             known={str(trained.checkpoint): results})
+    return FolderRef(str(out), main_file)
 
 
 @ray_remote_options(num_cpus=0)
@@ -276,7 +283,7 @@ def report(exported: DatasetRef | Planned, trained: TrainedRef | Planned | None,
     if any(isinstance(u, Planned) for u in (exported, trained, evaluated)):
         return Planned("report")
     metrics = trained.metrics_path if trained is not None else None
-    results = Path(evaluated.path) / evaluated.main_file if evaluated is not None else None
+    results = Path(evaluated.path) / "results.json" if evaluated is not None else None
     out = workspace.path("reports", content_address(exported.ref, metrics and os.path.getmtime(metrics),
                                                     results and str(results)))
     if (out / "index.html").is_file():

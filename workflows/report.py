@@ -127,6 +127,30 @@ def plot_loss(metrics_file: Path, out: Path) -> Path | None:
     return _save(fig, out / "loss.png")
 
 
+def plot_eval_curves(curves: dict[str, Any], out: Path) -> Path | None:
+    """Each task's metrics against the training step of the checkpoint evaluated (``logos eval``)."""
+    steps = curves.get("steps", [])
+    if len(steps) < 2:
+        return None
+    by_task: dict[str, dict[str, list[tuple[int, float]]]] = {}
+    for entry in steps:
+        for key, value in entry["metrics"].items():
+            task, _, metric = key.partition(".")
+            if value is not None and not (task == "perplexity" and metric != "all"):
+                by_task.setdefault(task, {}).setdefault(metric, []).append((entry["step"], value))
+    if not by_task:
+        return None
+    plt = _figure()
+    fig, axes = plt.subplots(1, len(by_task), figsize=(3.6 * len(by_task), 3.2), squeeze=False)
+    for ax, (task, metrics) in zip(axes[0], sorted(by_task.items()), strict=True):
+        for metric, points in sorted(metrics.items()):
+            ax.plot(*zip(*points, strict=True), marker="o", label=metric)
+        ax.set(title=task, xlabel="step", yscale="log" if task == "perplexity" else "linear")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, out / "eval_curves.png")
+
+
 def _save(fig, path: Path) -> Path:
     fig.savefig(path, dpi=110)
     _figure().close(fig)
@@ -162,6 +186,9 @@ def write_report(
     if metrics is not None:
         images.append(plot_loss(metrics, out))
     evaluation = json.loads(eval_results.read_text()) if eval_results is not None else None
+    curves = eval_results.with_name("curves.json") if eval_results is not None else None
+    if curves is not None and curves.is_file():
+        images.append(plot_eval_curves(json.loads(curves.read_text()), out))
     page = out / "index.html"
     page.write_text(render_html(lineage, [i for i in images if i is not None], runs, evaluation))
     return page

@@ -28,11 +28,19 @@ def test_bundled_configs_load():
         ("train.data.blend=x.json", "train.data.blend: set by the workflow"),
         ("targets=[everything]", "targets: unknown target 'everything'"),
         ("executor=spark", "executor: must be local or ray"),
+        ("eval.tasks=[retro]", "eval: unknown task 'retro'"),
+        ("eval.samples=0", "eval: samples, max_new_tokens and batch_size must be at least 1"),
     ],
 )
 def test_invalid_configs_name_the_key(override, message):
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
         load_workflow("demo", [override])
+
+
+def test_the_evaluated_target_needs_an_eval_section():
+    assert load_workflow("demo").config.eval.limit == 3
+    with pytest.raises(ConfigError, match="targets: evaluated needs an eval section"):
+        load_workflow("demo", ["targets=[evaluated]", "eval=null"])
 
 
 def test_invalid_yaml_file_and_unknown_workflow(tmp_path):

@@ -49,8 +49,10 @@ def test_demo_evaluates_the_tiny_model_on_every_task(demo):
     assert set(results["tasks"]) == set(TASK_NAMES) and results["config"]["limit"] == 3
     assert results["dataset"]["ref"] == outcome.results["exported"].ref
     assert results["tasks"]["perplexity"]["metrics"]["all"]["count"] > 0
-    page = (Path(outcome.results["report"].path) / "index.html").read_text()
-    assert "Task metrics (logos eval)" in page and "perplexity" in page
+    curves = json.loads((Path(outcome.results["evaluated"].path) / "curves.json").read_text())
+    assert [s["step"] for s in curves["steps"]] == [15, 30]  # the demo checkpoints every 15 of 30 steps
+    report = Path(outcome.results["report"].path)
+    assert "Task metrics (logos eval)" in (report / "index.html").read_text() and (report / "eval_curves.png").is_file()
 
 
 def test_exported_model_loads_with_transformers(demo):

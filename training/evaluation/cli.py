@@ -59,6 +59,8 @@ def eval_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--engine", choices=ENGINES, default=defaults.engine)
+    parser.add_argument("--every-checkpoint", action="store_true",
+                        help="MODEL is a training run: evaluate each of its checkpoints (metric-vs-step curves)")
     parser.add_argument("--out", help="results folder (default: HOME/eval/<model folder name>)")
     _common(parser)
     return parser
@@ -115,14 +117,27 @@ def _evaluate(args: argparse.Namespace) -> int:
         config = EvalConfig(tasks=args.tasks, limit=args.limit, samples=args.samples,
                             max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
                             repetition_penalty=args.repetition_penalty, batch_size=args.batch_size, seed=args.seed,
-                            engine=args.engine)
+                            engine=args.engine, every_checkpoint=args.every_checkpoint)
     except ValueError as exc:  # EvalError included: an unknown task name
         return _fail(exc)
     out = Path(args.out) if args.out else Path(args.home) / "eval" / Path(args.model).resolve().name
     try:
-        results = evaluate(args.model, args.dataset, config, out, _home_store(args.home))
+        if config.every_checkpoint:
+            from training.evaluation.run import evaluate_checkpoints
+
+            curves = evaluate_checkpoints(args.model, args.dataset, config, out, _home_store(args.home))
+        else:
+            results = evaluate(args.model, args.dataset, config, out, _home_store(args.home))
     except EvalError as exc:
         return _fail(exc)
+    if config.every_checkpoint:
+        if args.json:
+            print(json.dumps(curves, indent=1))
+        else:
+            for entry in curves["steps"]:
+                _print_table([(f"step {entry['step']}", name, value, None) for name, value in entry["metrics"].items()])
+            print(f"curves {out / 'curves.json'}")
+        return 0
     if args.json:
         print(json.dumps(results, indent=1, default=str))
     else:
@@ -160,8 +175,8 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_table(rows: list[tuple[str, str, Any, int]]) -> None:
+def _print_table(rows: list[tuple[str, str, Any, int | None]]) -> None:
     width = max((len(t) + len(m) for t, m, _, _ in rows), default=10) + 2
     for task, name, value, count in rows:
         shown = "—" if value is None else f"{value:.4g}"
-        print(f"{task}.{name}".ljust(width), shown.rjust(10), f"(n={count})")
+        print(f"{task}.{name}".ljust(width), shown.rjust(10), "" if count is None else f"(n={count})")

@@ -30,6 +30,7 @@ from training.evaluation.tasks import (
 )
 
 RESULTS_FILE = "results.json"
+CURVES_FILE = "curves.json"  # metrics per checkpoint step of a training run
 RESULTS_FORMAT = "logos-eval/1"
 ENGINES = ("auto", "transformers", "vllm")
 
@@ -48,6 +49,7 @@ class EvalConfig:
     batch_size: int = 8
     seed: int = 1234
     engine: str = "auto"  # auto (vLLM when installed and a GPU is present), transformers, vllm
+    every_checkpoint: bool = False  # a training run: also evaluate each checkpoint (metric-vs-step curves)
 
     def __post_init__(self) -> None:
         check_tasks(self.tasks)
@@ -230,6 +232,46 @@ def evaluate(model: str | Path, dataset: str, config: EvalConfig, out: str | Pat
             results["tasks"][name] = run_task(TASKS[name], records, generator, config, train, out, manifest.ref)
     write_json(out / RESULTS_FILE, results)
     return results
+
+
+def run_checkpoints(run: str | Path) -> list[tuple[int, Path]]:
+    """(step, directory) of every checkpoint of a training run (or its checkpoints/ root), by step."""
+    from training.checkpoint import META_FILE
+
+    run = Path(run)
+    root = run / "checkpoints" if (run / "checkpoints").is_dir() else run
+    found = [(int(json.loads((d / META_FILE).read_text())["step"]), d)
+             for d in root.glob("iter_*") if (d / META_FILE).is_file()]
+    if not found:
+        raise EvalError(f"model {run}: no training checkpoints (iter_* directories) to evaluate step by step")
+    return sorted(found)
+
+
+def evaluate_checkpoints(run: str | Path, dataset: str, config: EvalConfig, out: str | Path, store: Any,
+                         known: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Evaluate each checkpoint of a run into ``out/steps/step_<N>/`` and write ``out/curves.json`` (every
+    metric per step; ``out/results.json`` is the last checkpoint's unless present). Each on-the-fly export is
+    deleted once evaluated (one model on disk at a time); ``known`` maps a checkpoint directory to results
+    already computed for it (e.g. the final export)."""
+    import shutil
+
+    out = Path(out)
+    steps = []
+    for step, checkpoint in run_checkpoints(run):
+        folder = out / "steps" / f"step_{step:07d}"
+        results = (known or {}).get(str(checkpoint))
+        if results is None and (folder / RESULTS_FILE).is_file():
+            results = json.loads((folder / RESULTS_FILE).read_text())
+        if results is None:
+            results = evaluate(checkpoint, dataset, config, folder, store)
+            shutil.rmtree(folder / "model", ignore_errors=True)
+        steps.append({"step": step, "checkpoint": str(checkpoint),
+                      "metrics": {f"{task}.{name}": value for task, name, value, _ in metric_rows(results)}})
+    curves = {"format": RESULTS_FORMAT, "run": str(run), "dataset": dataset, "steps": steps}
+    if not (out / RESULTS_FILE).is_file():  # the run's results: its last checkpoint's
+        write_json(out / RESULTS_FILE, results)
+    write_json(out / CURVES_FILE, curves)
+    return curves
 
 
 def run_task(task: EvalTask, records: Any, generator: Any, config: EvalConfig, train: TrainReference, out: Path,

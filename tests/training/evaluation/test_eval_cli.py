@@ -121,16 +121,25 @@ def test_bad_inputs_are_one_line_errors_with_exit_2(eval_dataset, tiny_model, tm
 
 
 @pytest.mark.slow  # a training fixture run and a `logos eval` subprocess
-def test_a_training_checkpoint_is_exported_on_the_fly(ref_tp1, eval_dataset, tmp_path):
-    """The fixture run trained 10+ steps on molecules and proteins: perplexity falls below uniform."""
-    home = eval_dataset.store.root.parent
-    run_dir = ref_tp1.run_dir  # read only: the export goes to --out
-    done = run_logos("eval", str(run_dir), "--dataset", eval_dataset.ref, "--tasks", "molecule_generation",
-                     "perplexity", "--limit", "2", "--max-new-tokens", "8", "--out", str(tmp_path / "out"),
-                     "--home", str(home), "--json", timeout=600)
+def test_each_checkpoint_of_a_training_run_is_exported_and_evaluated(ref_tp1, eval_dataset, tmp_path):
+    """The fixture run trained on molecules and proteins with a checkpoint every few steps: each is
+    exported on the fly and evaluated; molecule perplexity falls below uniform and along the steps."""
+    from workflows.report import write_report
+
+    home, out = eval_dataset.store.root.parent, tmp_path / "out"
+    done = run_logos("eval", str(ref_tp1.run_dir), "--every-checkpoint", "--dataset", eval_dataset.ref,
+                     "--tasks", "molecule_generation", "perplexity", "--limit", "2", "--max-new-tokens", "8",
+                     "--out", str(out), "--home", str(home), "--json", timeout=900)
     assert done.returncode == 0, done.stderr[-2000:]
-    results = json.loads(done.stdout)
-    assert results["model"]["exported_from"].startswith(str(run_dir))
-    assert (tmp_path / "out" / "model" / "config.json").is_file()
-    molecule = results["tasks"]["perplexity"]["metrics"]["molecule/molecule"]
-    assert molecule["count"] > 0 and math.log(molecule["value"]) < math.log(28_747) - 1.0
+    curves = json.loads(done.stdout)
+    checkpoints = sorted(p.name for p in (ref_tp1.run_dir / "checkpoints").glob("iter_*"))
+    assert [f"iter_{s['step']:07d}" for s in curves["steps"]] == checkpoints and len(checkpoints) >= 2
+    perplexity = [s["metrics"]["perplexity.molecule/molecule"] for s in curves["steps"]]
+    assert perplexity[-1] < perplexity[0] and math.log(perplexity[-1]) < math.log(28_747) - 1.0
+    last = out / "steps" / checkpoints[-1].replace("iter_", "step_") / "results.json"
+    results = json.loads(last.read_text())
+    assert results["model"]["exported_from"] == curves["steps"][-1]["checkpoint"]
+    assert not (last.parent / "model").exists()  # on-the-fly exports are removed once evaluated
+    assert json.loads((out / "results.json").read_text()) == results
+    page = write_report(eval_dataset.store, eval_dataset.ref, tmp_path / "report", eval_results=out / "results.json")
+    assert (tmp_path / "report" / "eval_curves.png").is_file() and "Task metrics (logos eval)" in page.read_text()
