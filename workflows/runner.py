@@ -88,6 +88,10 @@ def stage_inputs(loaded: LoadedWorkflow, workspace: Workspace) -> dict[str, Any]
     settings = stage_settings(config)
     if settings["split"]["exclude"]:
         settings["split"]["exclude"] = str((base_dir / settings["split"]["exclude"]).resolve())
+    init = (settings["train"] or {}).get("init") or {}  # continued pretraining: weights to start from
+    if any(init.get(key) for key in ("hf", "checkpoint")):
+        settings["train"] = {**settings["train"], "init": {
+            key: str((base_dir / value).resolve()) if value else value for key, value in init.items()}}
     return specs | {
         "dedup_settings": settings["dedup"], "split_settings": settings["split"], "mix_settings": settings["mix"],
         "export_settings": settings["export"], "train_settings": settings["train"],
