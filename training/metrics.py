@@ -57,6 +57,27 @@ def mfu(tokens_per_s: float, flops_per_token: float, devices: int, peak_tflops: 
     return tokens_per_s * flops_per_token / (devices * peak_tflops * 1e12)
 
 
+class IntervalThroughput:
+    """Throughput over the steps since the last report (the logging interval), not the logged step alone:
+    one slow or fast step (a checkpoint flush, a data-loader hiccup) must not stand for the interval."""
+
+    def __init__(self, tokens_per_step: int) -> None:
+        self.tokens_per_step = tokens_per_step
+        self.seconds, self.steps = 0.0, 0
+
+    def add(self, seconds: float) -> None:
+        self.seconds += seconds
+        self.steps += 1
+
+    def take(self) -> tuple[float, float, int]:
+        """(tokens/s, mean step time in s, steps) of the interval, and start the next one."""
+        if self.steps == 0 or self.seconds <= 0:
+            raise ValueError("IntervalThroughput.take: no timed step since the last report")
+        result = (self.tokens_per_step * self.steps / self.seconds, self.seconds / self.steps, self.steps)
+        self.seconds, self.steps = 0.0, 0
+        return result
+
+
 class MetricsWriter:
     """Appends JSON lines; a resumed run appends too, so readers keep the last line per step."""
 

@@ -17,7 +17,7 @@ from training.checkpoint import CheckpointSaver, load_checkpoint, start_checkpoi
 from training.config import TrainConfig, config_to_dict
 from training.continued import init_checkpoint
 from training.data import MegatronGrammarTokenizer, build_datasets, microbatch_iterator, step_microbatches
-from training.metrics import MetricsWriter, mfu, peak_tflops_for, training_flops_per_token
+from training.metrics import IntervalThroughput, MetricsWriter, mfu, peak_tflops_for, training_flops_per_token
 from training.model import Runtime, build_model
 
 RESULT_FILE = "result.json"
@@ -198,7 +198,7 @@ class Trainer:
             self._log({"kind": "note", "step": step, "note": note})
         # Throughput is averaged over the steps since the last train record (the logging interval),
         # not taken from the logged step alone; checkpoint and evaluation time are left out.
-        interval_time, interval_steps = 0.0, 0
+        interval = IntervalThroughput(tokens_per_step)
         end = cfg.train_steps if cfg.stop_at_step is None else min(cfg.stop_at_step, cfg.train_steps)
         while step < end:
             began = time.perf_counter()
@@ -206,20 +206,19 @@ class Trainer:
             if self.runtime.cuda:
                 torch.cuda.synchronize()
             elapsed = time.perf_counter() - began
-            interval_time, interval_steps = interval_time + elapsed, interval_steps + 1
+            interval.add(elapsed)
             step, consumed = step + 1, consumed + gbs
             if step % cfg.logging.interval == 0 or step in (cfg.train_steps, end):
-                tokens_per_s = tokens_per_step * interval_steps / interval_time
+                tokens_per_s, step_time, steps_in_interval = interval.take()
                 self._log({
                     "kind": "train", "step": step, "loss": loss, "lr": self.scheduler.get_lr(
                         self.optimizer.param_groups[0]), "grad_norm": grad_norm,
-                    "step_time_s": interval_time / interval_steps, "interval_steps": interval_steps,
+                    "step_time_s": step_time, "interval_steps": steps_in_interval,
                     "tokens_per_s": tokens_per_s,
                     "mfu": mfu(tokens_per_s, self.flops_per_token, cfg.parallel.world_size, self.peak_tflops),
                     "consumed_samples": consumed,
                     **({"max_memory_gib": torch.cuda.max_memory_allocated() / 2**30} if self.runtime.cuda else {}),
                 })
-                interval_time, interval_steps = 0.0, 0
             if cfg.logging.eval_interval and step % cfg.logging.eval_interval == 0 and step < cfg.train_steps:
                 self._log_eval(step)
             if step % cfg.checkpoint.interval == 0 or step in (cfg.train_steps, end):

@@ -51,3 +51,16 @@ def test_metrics_file_keeps_the_last_record_per_step(tmp_path):
     assert [(r["step"], r["loss"]) for r in records] == [(1, 5.0), (2, 4.0), (3, 3.0)]
     assert read_metrics(tmp_path / "m.jsonl", "valid")[0]["valid_loss"] == {"molecule": 2.0}
     assert all(json.loads(line)["mfu"] is None for line in (tmp_path / "m.jsonl").read_text().splitlines()[:5])
+
+
+def test_throughput_is_averaged_over_the_logging_interval():
+    from training.metrics import IntervalThroughput
+
+    meter = IntervalThroughput(tokens_per_step=1000)
+    for seconds in (1.0, 1.0, 2.0):  # the logged (third) step alone would say 500 tokens/s
+        meter.add(seconds)
+    assert meter.take() == (750.0, 4.0 / 3, 3)
+    meter.add(0.5)
+    assert meter.take() == (2000.0, 0.5, 1)  # the next interval starts empty
+    with pytest.raises(ValueError, match="no timed step"):
+        meter.take()
