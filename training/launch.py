@@ -78,7 +78,8 @@ def check_local_devices(config: TrainConfig, cuda_available: bool, device_count:
     world = config.parallel.world_size
     if cuda_available and device_count < world:
         raise LaunchError(f"parallel.world_size {world} (tensor x pipeline x data) needs {world} GPUs on this "
-                          f"machine; {device_count} visible (torch.cuda.device_count())")
+                          f"machine; {device_count} visible (torch.cuda.device_count()); CUDA_VISIBLE_DEVICES= "
+                          "trains on CPU instead")
     if not cuda_available and config.precision == "bf16":
         raise LaunchError("precision: bf16 needs a CUDA GPU per rank and this machine has none; "
                           "use precision: fp32 or auto to train on CPU")
