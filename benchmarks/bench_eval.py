@@ -1,7 +1,7 @@
 """Generation throughput of ``logos eval`` against a plain ``model.generate`` loop, same model, same prompts,
 same sampling settings, measured in the same run.
 
-    python benchmarks/bench_eval.py [--model HF_DIR] [--prompts 32] [--samples 2] [--max-new-tokens 48]
+    python benchmarks/bench_eval.py [--model HF_DIR] [--prompts 16] [--samples 2] [--max-new-tokens 32]
 
 The prompts are real retrosynthesis prompts (``<MoleculeS>product<MoleculeE><ReverseReact>``) from the
 USPTO-50k rows bundled with the demo. The baseline is what one writes first: one prompt at a time,
@@ -84,9 +84,9 @@ def plain_loop(generator, prompts: list[str], settings) -> tuple[int, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="an HF export (default: an untrained tiny-preset Llama)")
-    parser.add_argument("--prompts", type=int, default=32)
+    parser.add_argument("--prompts", type=int, default=16)
     parser.add_argument("--samples", type=int, default=2)
-    parser.add_argument("--max-new-tokens", type=int, default=48)
+    parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--batch-size", type=int, default=16)
     args = parser.parse_args()
 

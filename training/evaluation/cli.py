@@ -74,6 +74,7 @@ def score_parser() -> argparse.ArgumentParser:
     parser.add_argument("--task", required=True, help=f"one of {', '.join(TASKS)}")
     parser.add_argument("--predictions", required=True, help="JSONL with sequence (or text) and groundtruth")
     parser.add_argument("--dataset", help="NAME@VERSION whose train split novelty is measured against")
+    parser.add_argument("--references", help="input JSONL (export-prompts) giving the groundtruth of lines without one")
     _common(parser)
     return parser
 
@@ -152,7 +153,7 @@ def _score(args: argparse.Namespace) -> int:
 
     try:
         store = _home_store(args.home) if args.dataset else None
-        results = score_file(args.task, args.predictions, store, args.dataset)
+        results = score_file(args.task, args.predictions, store, args.dataset, args.references)
     except EvalError as exc:
         return _fail(exc)
     if args.json:

@@ -353,10 +353,32 @@ class ScoredFile:
     without_groundtruth: int = 0
 
 
-def read_predictions(task: EvalTask, path: Path) -> ScoredFile:
+def read_references(task: EvalTask, path: Path) -> dict[str, str]:
+    """``groundtruth`` by ``id`` and by prompt from an input JSONL (``logos eval export-prompts``): for outputs
+    that do not repeat the groundtruth (LOGOS's binding-site script keeps only the id)."""
+    if not path.is_file():
+        raise EvalError(f"references file {path}: not found")
+    found: dict[str, str] = {}
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            raise EvalError(f"references file {path}: line {number} is not JSON") from None
+        if not isinstance(row, dict) or not isinstance(row.get("groundtruth"), str):
+            raise EvalError(f"references file {path}: line {number} has no groundtruth string")
+        for key in (row.get("id"), row.get(task.logos_prompt_key or "text")):
+            if isinstance(key, str):
+                found[key] = row["groundtruth"]
+    return found
+
+
+def read_predictions(task: EvalTask, path: Path, references: dict[str, str] | None = None) -> ScoredFile:
     """Group a predictions JSONL into items (by ``id``, else the prompt, else ``groundtruth``; unconditional
     tasks: one item per line). A line that is not a JSON object with a string ``sequence``/``text`` is an
-    invalid prediction of its item (or of an item of its own), never dropped; blank lines are counted."""
+    invalid prediction of its item (or of an item of its own), never dropped; blank lines are counted. A line
+    without ``groundtruth`` takes it from ``references`` by id or prompt."""
     scored = ScoredFile()
     groups: dict[Any, tuple[str | None, list[str | None]]] = {}
     for number, line in enumerate(path.read_text().splitlines(), 1):
@@ -383,6 +405,8 @@ def read_predictions(task: EvalTask, path: Path) -> ScoredFile:
             key: Any = ("line", number)
         else:
             prompt = next((row[k] for k in PROMPT_KEYS if isinstance(row.get(k), str) and k != "text"), None)
+            if reference is None and references:
+                reference = references.get(str(row.get("id"))) or (references.get(prompt) if prompt else None)
             key = row.get("id") or prompt or reference or ("line", number)
             key = json.dumps(key, default=str) if not isinstance(key, str | tuple) else key
         if key not in groups:
@@ -393,8 +417,10 @@ def read_predictions(task: EvalTask, path: Path) -> ScoredFile:
     return scored
 
 
-def score_file(task_name: str, predictions: str | Path, store: Any = None, dataset: str | None = None) -> dict:
-    """Metrics of a predictions JSONL (``logos eval``'s or LOGOS's script output); novelty needs ``dataset``."""
+def score_file(task_name: str, predictions: str | Path, store: Any = None, dataset: str | None = None,
+               references: str | Path | None = None) -> dict:
+    """Metrics of a predictions JSONL (``logos eval``'s or LOGOS's script output); novelty needs ``dataset``;
+    ``references``: an input JSONL whose groundtruth fills lines that lack one."""
     from training.evaluation.scoring import score_answers
 
     if task_name not in TASKS:
@@ -403,7 +429,7 @@ def score_file(task_name: str, predictions: str | Path, store: Any = None, datas
     if not path.is_file():
         raise EvalError(f"predictions file {path}: not found")
     task = TASKS[task_name]
-    scored = read_predictions(task, path)
+    scored = read_predictions(task, path, read_references(task, Path(references)) if references else None)
     train, skipped = None, []
     if dataset is not None:
         from pipeline.versions.store import DatasetNotFound

@@ -20,6 +20,7 @@ single-object answers, the object's end tag).
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -118,20 +119,23 @@ def extract_answer(task: EvalTask, sequence: str) -> str:
 
 def build_items(task: EvalTask, records: Any, limit: int | None) -> list[Item]:
     """The task's items from test records (a polars frame with content_id, source_id, task, text), in
-    content-id order (stable across runs and machines), identical (prompt, reference) pairs once."""
+    content-id order (stable across runs and machines), identical (prompt, reference) pairs once; a
+    source id seen again gets a ``#n`` suffix."""
     import polars as pl
 
     if task.record_task is None:
         count = limit if limit is not None else records.filter(pl.col("domain") == task.domain).height
         return [Item(f"{task.name}-{i}", task.task_token, None) for i in range(count)]
     rows = records.filter(pl.col("task") == task.record_task).sort("content_id")
-    items, seen = [], set()
+    items, seen, repeats = [], set(), Counter()
     for source_id, text in rows.select("source_id", "text").iter_rows():
         prompt, reference = split_record(task, text)
         if (prompt, reference) in seen:
             continue
         seen.add((prompt, reference))
-        items.append(Item(source_id, prompt, reference))
+        seen_before = repeats[source_id]  # ids key the predictions: keep them unique
+        repeats[source_id] += 1
+        items.append(Item(f"{source_id}#{seen_before}" if seen_before else source_id, prompt, reference))
         if limit is not None and len(items) >= limit:
             break
     return items

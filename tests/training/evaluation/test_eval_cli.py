@@ -92,6 +92,16 @@ def test_export_prompts_in_logos_layouts(eval_dataset, tmp_path, capsys):
                                    for r in rows["retrosynthesis"]))
     code, stdout, _ = run_cli(capsys, "score", "--task", "retrosynthesis", "--predictions", str(predictions), "--json")
     assert json.loads(stdout)["metrics"]["top_1"] == {"value": 1.0, "count": len(rows["retrosynthesis"])}
+    # The binding-site script keeps the id, not the groundtruth: --references joins the exported prompts.
+    pockets = tmp_path / "pocket_results.jsonl"
+    pockets.write_text("".join(json.dumps({"id": r["id"], "sequence": r["text"] + "<ProteinS>" + r["groundtruth"]
+                                           [len("<ProteinS>"):] + "<eos>"}) + "\n" for r in rows["pocket_search"]))
+    args = ["score", "--task", "pocket_search", "--predictions", str(pockets), "--json"]
+    code, stdout, _ = run_cli(capsys, *args)
+    assert json.loads(stdout)["counts"]["items_without_groundtruth"] == len(rows["pocket_search"])
+    code, stdout, _ = run_cli(capsys, *args, "--references", str(tmp_path / "prompts" / "pocket_search.jsonl"))
+    scored = json.loads(stdout)
+    assert scored["counts"]["items_without_groundtruth"] == 0 and scored["metrics"]["f1"]["value"] == 1.0
 
 
 def test_bad_inputs_are_one_line_errors_with_exit_2(eval_dataset, tiny_model, tmp_path, capsys):
