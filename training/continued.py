@@ -12,11 +12,24 @@ tokens), and its vocabulary must cover the blend's tokenizer.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from pathlib import Path
+from typing import Any
 
 from training.blend import Blend
 from training.checkpoint import CheckpointError, CheckpointRef, find_checkpoint
 from training.config import TrainConfig
+from training.presets import ModelConfig
+
+
+def check_same_model(saved: dict[str, Any], model: ModelConfig, where: str) -> None:
+    """Raise naming every ``model.*`` field in which ``saved`` (a ModelConfig as a mapping) differs."""
+    current = {k: v for k, v in dataclasses.asdict(model).items() if k != "name"}
+    differences = {k: (saved.get(k), v) for k, v in current.items() if saved.get(k) != v}
+    if differences:
+        raise CheckpointError(f"{where} has a different model: "
+                              + ", ".join(f"model.{k} {a} there, {b} here" for k, (a, b) in differences.items()))
 
 
 def init_checkpoint(config: TrainConfig) -> CheckpointRef:
@@ -61,6 +74,14 @@ def _import_once(config: TrainConfig, blend: Blend) -> None:
     assert target is not None and config.init.hf
     ref = find_checkpoint(target) if target.is_dir() else None
     if ref is None:
+        from training.hf_mapping import MappingError, model_config_from_hf
+
+        hf_config = Path(config.init.hf) / "config.json"
+        try:  # the shape first, so that a wrong model section imports nothing
+            shape = model_config_from_hf(json.loads(hf_config.read_text()), str(hf_config))
+        except (OSError, json.JSONDecodeError, MappingError) as exc:
+            raise CheckpointError(f"init.hf: {exc}") from None
+        check_same_model(dataclasses.asdict(shape), config.model, f"init.hf {hf_config}")
         import_hf(config.init.hf, target, tensor=config.parallel.tensor, pipeline=config.parallel.pipeline,
                   tokenizer=blend.tokenizer_dir)
         return

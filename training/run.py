@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +10,7 @@ from typing import Any
 from training.blend import load_tokenizer, read_blend
 from training.checkpoint import CheckpointError, start_checkpoint
 from training.config import TrainConfig, validate
-from training.continued import prepare_init
+from training.continued import check_same_model, prepare_init
 from training.trainer import RESULT_FILE
 
 
@@ -55,12 +54,7 @@ def preflight(config: TrainConfig) -> None:
     if ref is None and config.init_dir is not None:
         ref = prepare_init(config, blend)  # imports init.hf once; checks tokenizer and vocabulary
     if ref is not None:
-        saved = {k: v for k, v in ref.meta.get("config", {}).get("model", {}).items() if k != "name"}
-        current = {k: v for k, v in dataclasses.asdict(config.model).items() if k != "name"}
-        differences = {k: (saved.get(k), v) for k, v in current.items() if saved.get(k) != v}
-        if differences:
-            raise CheckpointError(f"checkpoint {ref.path} has a different model: "
-                                  + ", ".join(f"model.{k} {a} there, {b} here" for k, (a, b) in differences.items()))
+        check_same_model(ref.meta.get("config", {}).get("model", {}), config.model, f"checkpoint {ref.path}")
 
 
 def train(config: TrainConfig) -> TrainResult:

@@ -37,8 +37,9 @@ def _randomize(model: torch.nn.Module, seed: int) -> None:
                 param.copy_(0.15 * torch.randn(param.shape, generator=generator))
 
 
-def make_hf_model(kind: str, out: str | Path, seed: int = 0) -> Path:
-    """Write a tiny ``kind`` ("llama" or "qwen3") model directory with its base tokenizer; returns it."""
+def make_hf_model(kind: str, out: str | Path, seed: int = 0, max_shard_size: str | None = None) -> Path:
+    """Write a tiny ``kind`` ("llama" or "qwen3") model directory with its base tokenizer; returns it.
+    ``max_shard_size`` (e.g. "100KB") writes sharded safetensors with an index, as large models ship."""
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM, Qwen3Config, Qwen3ForCausalLM
 
     out = Path(out)
@@ -60,7 +61,7 @@ def make_hf_model(kind: str, out: str | Path, seed: int = 0) -> Path:
     _randomize(model, seed)
     if config.tie_word_embeddings:
         model.tie_weights()
-    model.save_pretrained(out)
+    model.save_pretrained(out, **({"max_shard_size": max_shard_size} if max_shard_size else {}))
     return out
 
 

@@ -143,3 +143,10 @@ def test_another_model_shape_is_refused(setting, extended_import, tmp_path):
     message = _train_fails(make_config(tmp_path / "run", setting["blend"], "model.max_position_embeddings=131072",
                                        f"init.checkpoint={extended_import}"))
     assert "model.num_layers 2 there, 4 here" in message
+
+
+def test_init_hf_of_another_shape_imports_nothing(setting, tmp_path):
+    message = _train_fails(make_config(tmp_path / "run", setting["blend"], "model.max_position_embeddings=131072",
+                                       f"init.hf={setting['llama']}"))
+    assert "model.num_layers 2 there, 4 here" in message and str(setting["llama"] / "config.json") in message
+    assert not (tmp_path / "run" / "init").exists()

@@ -20,7 +20,7 @@ TRANSFORMERS4 = REPO / ".venv" / "transformers4"
 # Ids that touch specials and ordinary BPE pieces of both tiny vocabularies (all < 1218).
 IDS = [[5, 17, 300, 1200, 42, 99, 7, 1000, 3, 64, 1201, 12, 640, 1100, 2, 811]]
 # name -> (model kind, tensor, pipeline)
-IMPORTS = {"llama_tp1": ("llama", 1, 1), "llama_tp2_pp2": ("llama", 2, 2), "qwen3_tp2": ("qwen3", 2, 1)}
+IMPORTS = {"llama_tp1": ("llama_sharded", 1, 1), "llama_tp2_pp2": ("llama", 2, 2), "qwen3_tp2": ("qwen3", 2, 1)}
 
 
 def megatron_logits(out: Path, checkpoints: list[Path]) -> dict[str, torch.Tensor]:
@@ -36,7 +36,11 @@ def megatron_logits(out: Path, checkpoints: list[Path]) -> dict[str, torch.Tenso
 @pytest.fixture(scope="module")
 def hf_dirs(tmp_path_factory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("hf_models")
-    return {kind: make_hf_model(kind, out / kind) for kind in ("llama", "qwen3")}
+    models = {kind: make_hf_model(kind, out / kind) for kind in ("llama", "qwen3")}
+    # The same weights in several safetensors files with an index (model.safetensors.index.json).
+    models["llama_sharded"] = make_hf_model("llama", out / "llama_sharded", max_shard_size="100KB")
+    assert len(list(models["llama_sharded"].glob("model-*.safetensors"))) > 1
+    return models
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +59,8 @@ def imported(hf_dirs, tmp_path_factory) -> dict[str, Path]:
 @pytest.mark.slow
 def test_imported_checkpoints_have_transformers_logits(hf_dirs, imported, tmp_path):
     """Megatron (TP=1 model loaded from each checkpoint) against transformers on the original weights,
-    for imports written by one process and by 2 and 4 (TP=2, TP=2 x PP=2) worker processes."""
+    for imports written by one process (from sharded safetensors) and by 2 and 4 (TP=2, TP=2 x PP=2)
+    worker processes."""
     logits = megatron_logits(tmp_path, list(imported.values()))
     for name, (kind, _, _) in IMPORTS.items():
         reference = hf_logits(hf_dirs[kind], torch.tensor(IDS))
