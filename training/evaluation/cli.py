@@ -148,7 +148,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _score(args: argparse.Namespace) -> int:
-    from training.evaluation.run import score_file
+    from training.evaluation.predictions import score_file
     from training.evaluation.tasks import EvalError
 
     try:
@@ -165,7 +165,7 @@ def _score(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from training.evaluation.run import export_prompts
+    from training.evaluation.references import export_prompts
     from training.evaluation.tasks import EvalError
 
     try:

@@ -11,27 +11,18 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from training.evaluation.generate import SamplingSettings
-from training.evaluation.tasks import (
-    PERPLEXITY,
-    TASKS,
-    EvalError,
-    EvalTask,
-    Item,
-    build_items,
-    check_tasks,
-    extract_answer,
-    logos_input_row,
-)
+from training.evaluation.predictions import RESULTS_FORMAT, write_predictions
+from training.evaluation.references import TrainReference, test_records
+from training.evaluation.tasks import PERPLEXITY, TASKS, EvalError, EvalTask, build_items, check_tasks, extract_answer
 
 RESULTS_FILE = "results.json"
 CURVES_FILE = "curves.json"  # metrics per checkpoint step of a training run
-RESULTS_FORMAT = "logos-eval/1"
 ENGINES = ("auto", "transformers", "vllm")
 
 
@@ -65,73 +56,6 @@ class EvalConfig:
     def sampling(self) -> SamplingSettings:
         return SamplingSettings(self.samples, self.temperature, self.top_p, self.repetition_penalty,
                                 self.max_new_tokens, self.batch_size, self.seed)
-
-
-def test_records(store: Any, ref: str) -> tuple[Any, Any]:
-    """(manifest, test-split records) of a dataset version; a clear error when it has no test split."""
-    import polars as pl
-
-    from pipeline.versions.store import DatasetNotFound
-
-    try:
-        manifest = store.manifest(ref)
-    except (DatasetNotFound, ValueError) as exc:
-        raise EvalError(str(exc)) from None
-    records = store.scan(manifest)
-    if "split" not in records.collect_schema().names():
-        raise EvalError(f"{manifest.ref} has no test split: it is not a split dataset (run `logos split`)")
-    test = (records.filter(pl.col("split") == "test")
-            .select("content_id", "source_id", "domain", "task", "text").collect())
-    if test.height == 0:
-        raise EvalError(f"{manifest.ref} has no test split: no record is assigned to 'test'")
-    return manifest, test
-
-
-class TrainReference:
-    """The training split, for novelty: canonical molecules and crystals by reduced formula, read lazily."""
-
-    def __init__(self, store: Any, manifest: Any) -> None:
-        self.store, self.manifest = store, manifest
-        self._molecules: set[str] | None = None
-        self._texts: dict[str, list[str]] | None = None
-        self._crystals: dict[str, list[Any]] = {}
-
-    def _train(self, domains: tuple[str, ...]) -> Any:
-        import polars as pl
-
-        return (self.store.scan(self.manifest)
-                .filter((pl.col("split") == "train") & pl.col("domain").is_in(list(domains)))
-                .select("domain", "task", "text").collect())
-
-    def molecules(self) -> set[str]:
-        """Molecules and complex ligands of the train split. Records store RDKit canonical SMILES
-        (``grammar.molecule``), the form ``scoring.canonical_smiles`` gives generated molecules."""
-        if self._molecules is None:
-            from training.evaluation.tasks import molecule_blocks
-
-            texts = self._train(("molecule", "complex"))["text"].to_list()
-            self._molecules = {smiles for text in texts for smiles in molecule_blocks(text)}
-        return self._molecules
-
-    def _material_texts(self) -> dict[str, list[str]]:
-        if self._texts is None:
-            from training.evaluation.scoring import material_header_formula
-
-            self._texts = {}
-            for task, text in self._train(("material",)).select("task", "text").iter_rows():
-                formula = material_header_formula(text) if task == "material" else None
-                if formula is not None:
-                    self._texts.setdefault(formula, []).append(text)
-        return self._texts
-
-    def crystals(self, reduced_formula: str) -> list[Any]:
-        """Train crystals of one reduced formula, decoded on first use."""
-        if reduced_formula not in self._crystals:
-            from grammar.material import parse_crystal
-
-            self._crystals[reduced_formula] = [
-                parse_crystal(t) for t in self._material_texts().get(reduced_formula, [])]
-        return self._crystals[reduced_formula]
 
 
 def resolve_model(model: str | Path, out: Path, manifest: Any) -> tuple[Path, str | None, str]:
@@ -304,15 +228,6 @@ def run_task(task: EvalTask, records: Any, generator: Any, config: EvalConfig, t
     return entry
 
 
-def write_predictions(path: Path, items: list[Item], sequences: list[list[str]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w") as handle:
-        for item, samples in zip(items, sequences, strict=True):
-            for k, sequence in enumerate(samples):
-                row = {"id": item.id, "sample": k, "sequence": sequence, "groundtruth": item.reference}
-                handle.write(json.dumps(row) + "\n")
-
-
 def run_perplexity(records: Any, generator: Any, config: EvalConfig) -> dict[str, Any]:
     """Perplexity per (domain, task) over whole test records (prefix + text + eos, as trained)."""
     import polars as pl
@@ -334,147 +249,11 @@ def run_perplexity(records: Any, generator: Any, config: EvalConfig) -> dict[str
                for key, (nll, tokens, n) in sorted(totals.items())}
     overall = [sum(v[0] for v in totals.values()), int(sum(v[1] for v in totals.values()))]
     metrics["all"] = perplexity(*overall) | {"records": len(keys)}
-    truncated = sum(len(generator.document_ids(t)) >= (generator.max_positions or 1 << 62)
-                    for t in rows["text"].to_list())
+    limit = generator.max_positions or 1 << 62
+    truncated = sum(len(generator.encode_prompt(t)) + 1 > limit for t in rows["text"].to_list())
     return {"settings": {"records": len(keys), "limit_per_domain_task": config.limit,
                          "max_positions": generator.max_positions, "records_cut_to_context": truncated},
             "metrics": metrics, "skipped": []}
-
-
-PROMPT_KEYS = ("test_input", "text", "protein_pocket_ligand", "prompt")
-
-
-@dataclass
-class ScoredFile:
-    items: list[tuple[str | None, list[str | None]]] = field(default_factory=list)
-    lines: int = 0
-    malformed: int = 0
-    blank: int = 0
-    without_groundtruth: int = 0
-
-
-def read_references(task: EvalTask, path: Path) -> dict[str, str]:
-    """``groundtruth`` by ``id`` and by prompt from an input JSONL (``logos eval export-prompts``): for outputs
-    that do not repeat the groundtruth (LOGOS's binding-site script keeps only the id)."""
-    if not path.is_file():
-        raise EvalError(f"references file {path}: not found")
-    found: dict[str, str] = {}
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            raise EvalError(f"references file {path}: line {number} is not JSON") from None
-        if not isinstance(row, dict) or not isinstance(row.get("groundtruth"), str):
-            raise EvalError(f"references file {path}: line {number} has no groundtruth string")
-        for key in (row.get("id"), row.get(task.logos_prompt_key or "text")):
-            if isinstance(key, str):
-                found[key] = row["groundtruth"]
-    return found
-
-
-def read_predictions(task: EvalTask, path: Path, references: dict[str, str] | None = None) -> ScoredFile:
-    """Group a predictions JSONL into items (by ``id``, else the prompt, else ``groundtruth``; unconditional
-    tasks: one item per line). A line that is not a JSON object with a string ``sequence``/``text`` is an
-    invalid prediction of its item (or of an item of its own), never dropped; blank lines are counted. A line
-    without ``groundtruth`` takes it from ``references`` by id or prompt."""
-    scored = ScoredFile()
-    groups: dict[Any, tuple[str | None, list[str | None]]] = {}
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            scored.blank += 1
-            continue
-        scored.lines += 1
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            row = None
-        if not isinstance(row, dict):
-            scored.malformed += 1
-            groups[("line", number)] = (None, [None])
-            continue
-        sequence = row.get("sequence", row.get("text"))
-        reference = row.get("groundtruth") if isinstance(row.get("groundtruth"), str) else None
-        if not isinstance(sequence, str):
-            scored.malformed += 1
-            answer = None
-        else:
-            answer = extract_answer(task, sequence)
-        if task.record_task is None:
-            key: Any = ("line", number)
-        else:
-            prompt = next((row[k] for k in PROMPT_KEYS if isinstance(row.get(k), str) and k != "text"), None)
-            if reference is None and references:
-                reference = references.get(str(row.get("id"))) or (references.get(prompt) if prompt else None)
-            key = row.get("id") or prompt or reference or ("line", number)
-            key = json.dumps(key, default=str) if not isinstance(key, str | tuple) else key
-        if key not in groups:
-            groups[key] = (reference, [])
-            scored.without_groundtruth += task.record_task is not None and reference is None
-        groups[key][1].append(answer)
-    scored.items = list(groups.values())
-    return scored
-
-
-def score_file(task_name: str, predictions: str | Path, store: Any = None, dataset: str | None = None,
-               references: str | Path | None = None) -> dict:
-    """Metrics of a predictions JSONL (``logos eval``'s or LOGOS's script output); novelty needs ``dataset``;
-    ``references``: an input JSONL whose groundtruth fills lines that lack one."""
-    from training.evaluation.scoring import score_answers
-
-    if task_name not in TASKS:
-        raise EvalError(f"unknown task {task_name!r} for scoring (known: {', '.join(TASKS)})")
-    path = Path(predictions)
-    if not path.is_file():
-        raise EvalError(f"predictions file {path}: not found")
-    task = TASKS[task_name]
-    scored = read_predictions(task, path, read_references(task, Path(references)) if references else None)
-    train, skipped = None, []
-    if dataset is not None:
-        from pipeline.versions.store import DatasetNotFound
-
-        try:
-            train = TrainReference(store, store.manifest(dataset))
-        except (DatasetNotFound, ValueError) as exc:
-            raise EvalError(str(exc)) from None
-    elif task_name in ("ligand_design", "molecule_generation", "material_generation"):
-        skipped.append({"what": "novelty", "reason": "no --dataset given to take the train split from"})
-    if task_name == "ligand_design":
-        from training.evaluation.scoring import docking_skipped_reason
-
-        skipped.append({"what": "vina_score", "reason": docking_skipped_reason()})
-    return {
-        "format": RESULTS_FORMAT, "task": task_name, "predictions": str(path),
-        "dataset": dataset,
-        "counts": {"lines": scored.lines, "malformed_lines": scored.malformed, "blank_lines": scored.blank,
-                   "items": len(scored.items), "items_without_groundtruth": scored.without_groundtruth},
-        "metrics": score_answers(task_name, scored.items, train),
-        "skipped": skipped,
-    }
-
-
-def export_prompts(store: Any, dataset: str, out: str | Path, tasks: list[str] | None = None,
-                   limit: int | None = None) -> dict[str, Any]:
-    """The test split in LOGOS's input JSONL layouts, one file per conditional task."""
-    _, records = test_records(store, dataset)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    written: dict[str, Any] = {}
-    skipped = []
-    for name in check_tasks(tasks):
-        task = TASKS.get(name)
-        if task is None or task.record_task is None:
-            skipped.append({"what": name, "reason": "no input file: LOGOS drives it with a fixed prompt"
-                            if task else "not a generation task"})
-            continue
-        items = build_items(task, records, limit)
-        path = out / f"{name}.jsonl"
-        with path.open("w") as handle:
-            for item in items:
-                handle.write(json.dumps(logos_input_row(task, item)) + "\n")
-        written[name] = {"file": str(path), "lines": len(items)}
-    return {"dataset": dataset, "format": "logos", "files": written, "skipped": skipped}
 
 
 def metric_rows(results: dict[str, Any]) -> list[tuple[str, str, Any, int]]:

@@ -78,7 +78,7 @@ def eval_dataset(tmp_path_factory) -> EvalDataset:
 
 @pytest.fixture(scope="session")
 def test_split(eval_dataset):
-    from training.evaluation.run import test_records
+    from training.evaluation.references import test_records
 
     return test_records(eval_dataset.store, eval_dataset.ref)[1]
 

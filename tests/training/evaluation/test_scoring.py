@@ -12,7 +12,7 @@ from rdkit import Chem
 from rdkit.Chem import QED
 
 from grammar.material import Crystal, write_crystal
-from training.evaluation.run import read_predictions, score_file
+from training.evaluation.predictions import read_predictions, score_file
 from training.evaluation.scoring import (
     compositionally_valid,
     distinct_crystals,
@@ -62,7 +62,7 @@ def test_shuffled_references_score_near_zero(test_split):
 
 
 def test_generated_references_of_unconditional_tasks_are_valid(test_split, eval_dataset):
-    from training.evaluation.run import TrainReference
+    from training.evaluation.references import TrainReference
 
     train = TrainReference(eval_dataset.store, eval_dataset.store.manifest(eval_dataset.ref))
     molecules = test_split.filter(test_split["task"] == "molecule")["text"].to_list()[:20]
