@@ -171,3 +171,13 @@ def test_logos_script_output_with_malformed_lines(tmp_path, test_split):
     # 3 right items + 2 unreadable lines of their own (the line without a sequence joins item 0's group).
     assert result["metrics"]["top_1"] == {"value": 3 / 5, "count": 5}
     assert result["metrics"]["validity"] == {"value": 3 / 6, "count": 6}
+
+
+def test_logos_material_output_layout(tmp_path, test_split):
+    crystals = test_split.filter(test_split["task"] == "material")["text"].to_list()[:2]
+    path = tmp_path / "materials.jsonl"
+    path.write_text("".join(json.dumps({"text": t, "ppl": 8.5}) + "\n" for t in crystals) + '{"ppl": 3.0}\n')
+    result = score_file("material_generation", path)
+    assert result["metrics"]["parse_validity"] == {"value": 2 / 3, "count": 3}
+    assert result["counts"]["malformed_lines"] == 1
+    assert result["skipped"][0]["what"] == "novelty"  # no --dataset: no train split to compare with
