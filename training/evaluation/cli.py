@@ -72,7 +72,8 @@ def score_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="logos eval score",
                                      description="score a predictions JSONL (logos eval's or LOGOS's scripts')")
     parser.add_argument("--task", required=True, help=f"one of {', '.join(TASKS)}")
-    parser.add_argument("--predictions", required=True, help="JSONL with sequence (or text) and groundtruth")
+    parser.add_argument("--predictions", required=True,
+                        help="JSONL with sequence (or text) and groundtruth, or a folder of them (LOGOS: one a prompt)")
     parser.add_argument("--dataset", help="NAME@VERSION whose train split novelty is measured against")
     parser.add_argument("--references", help="input JSONL (export-prompts) giving the groundtruth of lines without one")
     _common(parser)

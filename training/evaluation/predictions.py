@@ -56,45 +56,63 @@ def read_references(task: EvalTask, path: Path) -> dict[str, str]:
     return found
 
 
+def prediction_files(path: Path) -> list[Path]:
+    """A predictions JSONL, or a folder of them (LOGOS's retrosynthesis script writes one file per input,
+    ``0.jsonl``, ``1.jsonl``, ...: read in numeric order)."""
+    if not path.is_dir():
+        return [path]
+    files = sorted(path.glob("*.jsonl"), key=lambda f: (not f.stem.isdigit(), int(f.stem) if f.stem.isdigit() else 0,
+                                                        f.name))
+    if not files:
+        raise EvalError(f"predictions folder {path}: no *.jsonl files")
+    return files
+
+
 def read_predictions(task: EvalTask, path: Path, references: dict[str, str] | None = None) -> ScoredFile:
-    """Group a predictions JSONL into items (by ``id``, else the prompt, else ``groundtruth``; unconditional
-    tasks: one item per line). A line that is not a JSON object with a string ``sequence``/``text`` is an
-    invalid prediction of its item (or of an item of its own), never dropped; blank lines are counted. A line
-    without ``groundtruth`` takes it from ``references`` by id or prompt."""
+    """Group predictions into items (by ``id``, else the prompt, else ``groundtruth``, within one file;
+    unconditional tasks: one item per line). A line that is not a JSON object with a string
+    ``sequence``/``text`` is an invalid prediction of its item (or of an item of its own), never dropped;
+    blank lines are counted. With ``references``, a line without ``groundtruth`` takes it by id or prompt,
+    and a ``groundtruth`` that is a known id (LOGOS's binding-site script writes the input's id there) is
+    replaced by that id's groundtruth."""
     scored = ScoredFile()
     groups: dict[Any, tuple[str | None, list[str | None]]] = {}
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            scored.blank += 1
-            continue
-        scored.lines += 1
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            row = None
-        if not isinstance(row, dict):
-            scored.malformed += 1
-            groups[("line", number)] = (None, [None])
-            continue
-        sequence = row.get("sequence", row.get("text"))
-        reference = row.get("groundtruth") if isinstance(row.get("groundtruth"), str) else None
-        if not isinstance(sequence, str):
-            scored.malformed += 1
-            answer = None
-        else:
-            answer = extract_answer(task, sequence)
-        if task.record_task is None:
-            key: Any = ("line", number)
-        else:
-            prompt = next((row[k] for k in PROMPT_KEYS if isinstance(row.get(k), str) and k != "text"), None)
-            if reference is None and references:
-                reference = references.get(str(row.get("id"))) or (references.get(prompt) if prompt else None)
-            key = row.get("id") or prompt or reference or ("line", number)
-            key = json.dumps(key, default=str) if not isinstance(key, str | tuple) else key
-        if key not in groups:
-            groups[key] = (reference, [])
-            scored.without_groundtruth += task.record_task is not None and reference is None
-        groups[key][1].append(answer)
+    for file in prediction_files(path):
+        for number, line in enumerate(file.read_text().splitlines(), 1):
+            if not line.strip():
+                scored.blank += 1
+                continue
+            scored.lines += 1
+            where = (file.name, number)
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                row = None
+            if not isinstance(row, dict):
+                scored.malformed += 1
+                groups[where] = (None, [None])
+                continue
+            sequence = row.get("sequence", row.get("text"))
+            reference = row.get("groundtruth") if isinstance(row.get("groundtruth"), str) else None
+            if not isinstance(sequence, str):
+                scored.malformed += 1
+                answer = None
+            else:
+                answer = extract_answer(task, sequence)
+            if task.record_task is None:
+                key: Any = where
+            else:
+                prompt = next((row[k] for k in PROMPT_KEYS if isinstance(row.get(k), str) and k != "text"), None)
+                if references and reference in references:
+                    row.setdefault("id", reference)
+                    reference = references[reference]
+                if reference is None and references:
+                    reference = references.get(str(row.get("id"))) or (references.get(prompt) if prompt else None)
+                key = (file.name, json.dumps(row.get("id") or prompt or reference or where, default=str))
+            if key not in groups:
+                groups[key] = (reference, [])
+                scored.without_groundtruth += task.record_task is not None and reference is None
+            groups[key][1].append(answer)
     scored.items = list(groups.values())
     return scored
 
@@ -108,7 +126,7 @@ def score_file(task_name: str, predictions: str | Path, store: Any = None, datas
     if task_name not in TASKS:
         raise EvalError(f"unknown task {task_name!r} for scoring (known: {', '.join(TASKS)})")
     path = Path(predictions)
-    if not path.is_file():
+    if not path.exists():
         raise EvalError(f"predictions file {path}: not found")
     task = TASKS[task_name]
     scored = read_predictions(task, path, read_references(task, Path(references)) if references else None)

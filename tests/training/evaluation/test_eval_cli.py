@@ -85,23 +85,28 @@ def test_export_prompts_in_logos_layouts(eval_dataset, tmp_path, capsys):
     assert all(r["text"].endswith(SEARCH) for r in rows["pocket_search"])
     assert all(r["protein_pocket_ligand"].endswith(MOLECULE_S) and "<PocketS>" in r["protein_pocket_ligand"]
                for r in rows["ligand_design"])
-    # LOGOS's script writes {"sequence": prompt + answer, "groundtruth": ...}: the references score 1.0.
-    predictions = tmp_path / "logos_results.jsonl"
-    predictions.write_text("".join(json.dumps({"sequence": r["test_input"] + r["groundtruth"] + "<eos>",
-                                               "ppl": 1.0, "groundtruth": r["groundtruth"]}) + "\n"
-                                   for r in rows["retrosynthesis"]))
-    code, stdout, _ = run_cli(capsys, "score", "--task", "retrosynthesis", "--predictions", str(predictions), "--json")
+    # LOGOS's retrosynthesis script writes one file per input (0.jsonl, 1.jsonl, ...) of lines
+    # {"sequence": the decoded prompt + answer, "ppl", "groundtruth"}: the references score 1.0.
+    folder = tmp_path / "reversereact_eval_1.2_0.85_1.05"
+    folder.mkdir()
+    for n, r in enumerate(rows["retrosynthesis"]):
+        line = {"sequence": "<bos>" + r["test_input"] + r["groundtruth"] + "<eos>", "ppl": 1.0,
+                "groundtruth": r["groundtruth"]}
+        (folder / f"{n}.jsonl").write_text(json.dumps(line) + "\n")
+    code, stdout, _ = run_cli(capsys, "score", "--task", "retrosynthesis", "--predictions", str(folder), "--json")
     assert json.loads(stdout)["metrics"]["top_1"] == {"value": 1.0, "count": len(rows["retrosynthesis"])}
-    # The binding-site script keeps the id, not the groundtruth: --references joins the exported prompts.
+    # The binding-site script appends <ProteinS> to the prompt and writes the input's *id* as groundtruth:
+    # --references (the exported prompts) turns the id into the annotated sequence.
     pockets = tmp_path / "pocket_results.jsonl"
-    pockets.write_text("".join(json.dumps({"id": r["id"], "sequence": r["text"] + "<ProteinS>" + r["groundtruth"]
-                                           [len("<ProteinS>"):] + "<eos>"}) + "\n" for r in rows["pocket_search"]))
+    pockets.write_text("".join(json.dumps({"sequence": "<bos>" + r["text"] + "<ProteinS>" + r["groundtruth"]
+                                           [len("<ProteinS>"):] + "<eos>", "groundtruth": r["id"], "ppl": 1.0})
+                               + "\n" for r in rows["pocket_search"]))
     args = ["score", "--task", "pocket_search", "--predictions", str(pockets), "--json"]
     code, stdout, _ = run_cli(capsys, *args)
-    assert json.loads(stdout)["counts"]["items_without_groundtruth"] == len(rows["pocket_search"])
+    assert json.loads(stdout)["metrics"]["f1"]["value"] == 0.0  # an id is not a pocket annotation
     code, stdout, _ = run_cli(capsys, *args, "--references", str(tmp_path / "prompts" / "pocket_search.jsonl"))
     scored = json.loads(stdout)
-    assert scored["counts"]["items_without_groundtruth"] == 0 and scored["metrics"]["f1"]["value"] == 1.0
+    assert scored["counts"]["items"] == len(rows["pocket_search"]) and scored["metrics"]["f1"]["value"] == 1.0
 
 
 def test_bad_inputs_are_one_line_errors_with_exit_2(eval_dataset, tiny_model, tmp_path, capsys):
