@@ -128,13 +128,20 @@ def _load_in_subprocess(model_dir: Path, tmp: Path, transformers4: bool) -> dict
     return torch.load(out)
 
 
-@pytest.mark.slow
-def test_export_loads_identically_under_transformers_4_and_5(exported, tmp_path):
+@pytest.fixture(scope="module")
+def loaded(exported, tmp_path_factory) -> dict[tuple[str, int], dict]:
+    """Each export as transformers 5.x (the venv) and 4.x (``.venv/transformers4``) load it."""
     assert (TRANSFORMERS4 / "transformers").is_dir(), \
         f"transformers 4.x is not installed in {TRANSFORMERS4}: run tests/training/install_transformers4.sh"
-    for name, directory in exported.items():
-        v5 = _load_in_subprocess(directory, tmp_path, transformers4=False)
-        v4 = _load_in_subprocess(directory, tmp_path, transformers4=True)
+    tmp = tmp_path_factory.mktemp("loaded")
+    return {(name, major): _load_in_subprocess(directory, tmp, transformers4=major == 4)
+            for name, directory in exported.items() for major in (4, 5)}
+
+
+@pytest.mark.slow
+def test_export_loads_identically_under_transformers_4_and_5(exported, loaded):
+    for name in exported:
+        v5, v4 = loaded[name, 5], loaded[name, 4]
         assert v5["version"].startswith("5.") and v4["version"].startswith("4."), (v5["version"], v4["version"])
         assert v4["architecture"] == v5["architecture"]
         assert torch.equal(v4["inv_freq"], v5["inv_freq"]), name  # the same RoPE, scaling included
@@ -144,7 +151,7 @@ def test_export_loads_identically_under_transformers_4_and_5(exported, tmp_path)
 
 
 @pytest.mark.slow
-def test_transformers_4_needs_the_4x_rope_keys(exported, tmp_path):
+def test_transformers_4_needs_the_4x_rope_keys(exported, loaded, tmp_path):
     """The control for the test above: without ``rope_theta``/``rope_scaling`` 4.x loads another RoPE."""
     import shutil
 
@@ -154,8 +161,7 @@ def test_transformers_4_needs_the_4x_rope_keys(exported, tmp_path):
     del config["rope_theta"], config["rope_scaling"]
     (stripped / "config.json").write_text(json.dumps(config))
     v4 = _load_in_subprocess(stripped, tmp_path, transformers4=True)
-    v5 = _load_in_subprocess(exported["llama_tp2_pp2"], tmp_path, transformers4=False)
-    assert not torch.equal(v4["inv_freq"], v5["inv_freq"])
+    assert not torch.equal(v4["inv_freq"], loaded["llama_tp2_pp2", 5]["inv_freq"])
 
 
 # --- an extended tokenizer: the embedding grows, new rows start at the mean --------------------------
