@@ -90,7 +90,10 @@ def load_megatron_model(checkpoint: str | Path) -> tuple[Any, TrainConfig, int]:
         config = config_from_dict(ref.meta["config"])
     except (KeyError, ConfigError) as exc:
         raise CheckpointError(f"{ref.path}: unreadable training config in its metadata: {exc}") from None
-    config = dataclasses.replace(config, precision="fp32",
+    # megatron's local spec: the HF name mapping is written against its parameter names (Transformer
+    # Engine fuses the norms into linear_qkv/linear_fc1 and adds _extra_state); the checkpoint loads
+    # into it whichever spec wrote it.
+    config = dataclasses.replace(config, precision="fp32", transformer_impl="local",
                                  parallel=dataclasses.replace(config.parallel, tensor=1, pipeline=1, data=1,
                                                               sequence_parallel=False))
     cpu_compat.activate()

@@ -327,7 +327,9 @@ def _worker(rank: int, plan: ImportPlan, train_config: dict[str, Any]) -> None:
 
 def import_train_config(model: ModelConfig, tensor: int, pipeline: int) -> TrainConfig:
     """The training config recorded with the weights (and used to build them): the model, the layout."""
-    return TrainConfig(model=model, precision="fp32", parallel=ParallelConfig(tensor=tensor, pipeline=pipeline),
+    # The local spec (as in training.hf_export): the name mapping is written against its parameter names.
+    return TrainConfig(model=model, precision="fp32", transformer_impl="local",
+                       parallel=ParallelConfig(tensor=tensor, pipeline=pipeline),
                        data=DataConfig(blend=NO_BLEND, seq_length=min(model.max_position_embeddings or 2048, 2048)))
 
 
