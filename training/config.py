@@ -20,6 +20,9 @@ from pipeline.options import deep_merge, from_mapping, parse_assignments
 from training.errors import TrainingError
 from training.presets import ModelConfig, model_preset
 
+# How the model's layers are built (training.model.Runtime.detect): auto picks from the installed packages.
+TRANSFORMER_IMPLS = ("auto", "transformer_engine", "sdpa", "local")
+
 
 class ConfigError(TrainingError, OptionsConfigError):
     """A configuration key is unknown, has the wrong type, or values are inconsistent."""
@@ -169,8 +172,8 @@ def validate(config: TrainConfig) -> TrainConfig:
         (config.stop_at_step is None or config.stop_at_step >= 1, "stop_at_step must be >= 1 (or null)"),
         (config.precision in ("auto", "bf16", "fp32"),
          f"precision must be auto, bf16 or fp32, not {config.precision!r}"),
-        (config.transformer_impl in ("auto", "transformer_engine", "sdpa", "local"),
-         f"transformer_impl must be auto, transformer_engine, sdpa or local, not {config.transformer_impl!r}"),
+        (config.transformer_impl in TRANSFORMER_IMPLS,
+         f"transformer_impl must be one of {', '.join(TRANSFORMER_IMPLS)}, not {config.transformer_impl!r}"),
         (config.launch.backend in ("local", "ray"),
          f"launch.backend must be local or ray, not {config.launch.backend!r}"),
         (config.checkpoint.format == "torch_dist", "checkpoint.format: only torch_dist is supported"),

@@ -12,8 +12,6 @@ import torch
 from training.config import ConfigError, TrainConfig
 from training.presets import ModelConfig
 
-TRANSFORMER_IMPLS = ("auto", "transformer_engine", "sdpa", "local")
-
 
 def _import_problem(module: str) -> str | None:
     """None when ``module`` imports; otherwise why not, in a few words.
