@@ -117,6 +117,15 @@ def read_predictions(task: EvalTask, path: Path, references: dict[str, str] | No
     return scored
 
 
+def unreadable_references(task_name: str, items: list[tuple[str | None, list[str | None]]]) -> int:
+    """Items whose groundtruth is present but not an answer of the task (e.g. an id: pass --references)."""
+    from training.evaluation.scoring import molecule_set, pocket_chains
+
+    read = {"retrosynthesis": molecule_set, "forward_reaction": molecule_set, "pocket_search": pocket_chains}
+    reader = read.get(task_name)
+    return sum(ref is not None and reader(ref) is None for ref, _ in items) if reader else 0
+
+
 def score_file(task_name: str, predictions: str | Path, store: Any = None, dataset: str | None = None,
                references: str | Path | None = None) -> dict:
     """Metrics of a predictions JSONL (``logos eval``'s or LOGOS's script output); novelty needs ``dataset``;
@@ -148,7 +157,8 @@ def score_file(task_name: str, predictions: str | Path, store: Any = None, datas
         "format": RESULTS_FORMAT, "task": task_name, "predictions": str(path),
         "dataset": dataset,
         "counts": {"lines": scored.lines, "malformed_lines": scored.malformed, "blank_lines": scored.blank,
-                   "items": len(scored.items), "items_without_groundtruth": scored.without_groundtruth},
+                   "items": len(scored.items), "items_without_groundtruth": scored.without_groundtruth,
+                   "items_with_unreadable_groundtruth": unreadable_references(task_name, scored.items)},
         "metrics": score_answers(task_name, scored.items, train),
         "skipped": skipped,
     }

@@ -103,10 +103,13 @@ def test_export_prompts_in_logos_layouts(eval_dataset, tmp_path, capsys):
                                + "\n" for r in rows["pocket_search"]))
     args = ["score", "--task", "pocket_search", "--predictions", str(pockets), "--json"]
     code, stdout, _ = run_cli(capsys, *args)
-    assert json.loads(stdout)["metrics"]["f1"]["value"] == 0.0  # an id is not a pocket annotation
+    unjoined = json.loads(stdout)  # an id is not a pocket annotation: said, and scored as a miss
+    assert unjoined["counts"]["items_with_unreadable_groundtruth"] == len(rows["pocket_search"])
+    assert unjoined["metrics"]["f1"]["value"] == 0.0
     code, stdout, _ = run_cli(capsys, *args, "--references", str(tmp_path / "prompts" / "pocket_search.jsonl"))
     scored = json.loads(stdout)
     assert scored["counts"]["items"] == len(rows["pocket_search"]) and scored["metrics"]["f1"]["value"] == 1.0
+    assert scored["counts"]["items_with_unreadable_groundtruth"] == 0
 
 
 def test_bad_inputs_are_one_line_errors_with_exit_2(eval_dataset, tiny_model, tmp_path, capsys):
