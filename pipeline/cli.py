@@ -69,7 +69,15 @@ def _ingest(args: argparse.Namespace) -> int:
         except GrammarError as exc:
             print(f"logos ingest: --tokenizer: {exc}", file=sys.stderr)
             return 2
-    summary = run_ingest(config).as_dict()
+    from pipeline.ray_cluster import ClusterError, prepare_join
+
+    try:
+        if args.ray_address:  # before the output folders are reset
+            prepare_join(args.ray_address)
+        summary = run_ingest(config).as_dict()
+    except ClusterError as exc:
+        print(f"logos ingest: {exc}", file=sys.stderr)
+        return 2
     items = summary["items"]
     print(json.dumps(summary, indent=1))
     print(f"read {items['read']} = written {items['written']} + rejected {items['rejected']}; "

@@ -24,6 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_overrides(launch)
     launch.add_argument("--address", required=True, help="Ray dashboard/job address, e.g. http://head:8265")
     launch.add_argument("--wait", action="store_true", help="follow the job's logs until it ends")
+    launch.add_argument("--runtime-env", metavar="JSON|FILE",
+                        help="added to the job's Ray runtime_env, e.g. '{\"env_vars\": {\"LOGOS_PYTHON\": "
+                             "\"/opt/venv/bin/python\"}}' or py_modules/pip/image_uri (a JSON object or a YAML file)")
     launch.set_defaults(func=_launch)
 
     hf = _export_formats(subparsers).add_parser(
@@ -75,11 +78,13 @@ def _train(args: argparse.Namespace) -> int:
         overrides.append("launch.backend=ray")
     if args.ray_address:
         overrides.append(f"launch.ray_address={args.ray_address}")
+    from pipeline.ray_cluster import ClusterError
+
     try:
         from training.run import train
 
         result = train(load_config(args.config, overrides))
-    except TrainingError as exc:
+    except (TrainingError, ClusterError) as exc:
         return _fail(exc)
     print(json.dumps({k: str(v) if v is not None and not isinstance(v, int | float | dict) else v
                       for k, v in asdict(result).items()}, indent=1))
@@ -88,13 +93,20 @@ def _train(args: argparse.Namespace) -> int:
 
 def _launch(args: argparse.Namespace) -> int:
     from training.config import load_config
-    from training.ray_launch import submit_job
+    from training.ray_launch import JobFailed, follow_command, load_runtime_env, submit_job
 
     try:
-        job_id = submit_job(load_config(args.config, args.overrides), args.address, wait=args.wait)
+        runtime_env = load_runtime_env(args.runtime_env) if args.runtime_env else None
+        job_id = submit_job(load_config(args.config, args.overrides), args.address, wait=args.wait,
+                            runtime_env=runtime_env)
+    except JobFailed as exc:  # submitted and ran: not a usage error
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except TrainingError as exc:
         return _fail(exc)
     print(job_id)
+    if not args.wait:
+        print(f"submitted Ray Job {job_id}; follow it with: {follow_command(job_id, args.address)}", file=sys.stderr)
     return 0
 
 

@@ -7,13 +7,22 @@ on GPU; placement from the config and ``ray.cluster_resources()``, see ``ray_pla
 
 ``submit_job`` sends ``logos train config.json --ray`` to a cluster's job server with the resolved
 config uploaded as the job's working directory; the blend and run directory in the config must be
-paths the cluster can see (shared filesystem or object-store mount).
+paths the cluster can see (shared filesystem or object-store mount). The entrypoint is ``sh
+logos_job.sh train ...``: the script runs ``python -m workflows.cli`` with the Python that runs the
+node's Ray workers (read from the raylet's ``--python_worker_command``), because the job's shell has
+the ``PATH`` that ``ray start`` saw, where ``python`` is often not the cluster's interpreter and
+``logos`` is often missing. So the cluster needs logos installed in the Python its Ray runs on (every
+node; the same checkout or image); ``--runtime-env`` adds to the job's runtime_env (``py_modules``,
+``pip``, ``image_uri``, ``env_vars`` such as ``LOGOS_PYTHON`` to name the interpreter). The job
+client sends Ray's auth token when one is found (``pipeline.ray_cluster``).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import shlex
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,31 +106,121 @@ def launch_ray(config: TrainConfig) -> None:
             raise LaunchError(f"Ray Train run {config.run_dir} failed: {exc}") from exc
 
 
-def job_spec(config: TrainConfig, working_dir: Path) -> dict[str, Any]:
-    """The Ray Job for ``config``: the resolved config is written into ``working_dir``, uploaded with it."""
+JOB_SCRIPT = "logos_job.sh"
+# Finds the interpreter of this node's Ray workers by walking up from the job's shell to the raylet (the
+# job supervisor is one of its workers) and reading its --python_worker_command; LOGOS_PYTHON overrides.
+JOB_SCRIPT_TEXT = r"""# logos Ray Job launcher: python -m workflows.cli "$@" with the Python of this node's Ray workers.
+python="${LOGOS_PYTHON:-}"
+pid=$$
+while [ -z "$python" ] && [ -r "/proc/$pid/stat" ] && [ "$pid" -gt 1 ]; do
+  python=$(tr '\0' '\n' < "/proc/$pid/cmdline" | sed -n 's/^--python_worker_command=\([^ ]*\).*/\1/p')
+  pid=$(sed 's/.*) //' "/proc/$pid/stat" | cut -d' ' -f2)
+done
+exec "${python:-python3}" -m workflows.cli "$@"
+"""
+FAILED_LOG_LINES = 15
+
+
+class JobFailed(LaunchError):
+    """The job ran and did not succeed (as opposed to one that could not be submitted)."""
+
+
+def job_spec(config: TrainConfig, working_dir: Path, runtime_env: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The Ray Job for ``config``: the resolved config and the launcher script are written into
+    ``working_dir``, which is uploaded as the job's working directory; ``runtime_env`` adds to it."""
+    extra = dict(runtime_env or {})
+    if "working_dir" in extra:
+        raise LaunchError("--runtime-env: working_dir is set by logos launch (it carries the config); "
+                          "use py_modules for code")
     (working_dir / CONFIG_FILE).write_text(json.dumps(config_to_dict(config), indent=1))
+    (working_dir / JOB_SCRIPT).write_text(JOB_SCRIPT_TEXT)
     return {
-        "entrypoint": f"logos train {shlex.quote(CONFIG_FILE)} --ray",
-        "runtime_env": {"working_dir": str(working_dir)},
+        "entrypoint": f"sh {JOB_SCRIPT} train {shlex.quote(CONFIG_FILE)} --ray",
+        "runtime_env": {"working_dir": str(working_dir), **extra},
         "metadata": {"logos_run_dir": str(config.run_dir), "logos_blend": str(config.data.blend)},
     }
 
 
-def submit_job(config: TrainConfig, address: str, wait: bool = False) -> str:
-    from ray.job_submission import JobStatus, JobSubmissionClient
+def load_runtime_env(value: str) -> dict[str, Any]:
+    """``--runtime-env``: a JSON object, or a JSON/YAML file holding one."""
+    import yaml
 
-    client = JobSubmissionClient(address)
+    path = Path(value)
+    try:
+        loaded = yaml.safe_load(path.read_text()) if path.is_file() else json.loads(value)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise LaunchError(f"--runtime-env {value!r}: neither a file nor a JSON object ({exc})") from None
+    if not isinstance(loaded, dict):
+        raise LaunchError(f"--runtime-env {value!r}: expected a mapping like {{\"env_vars\": {{...}}}}")
+    return loaded
+
+
+def job_client(address: str) -> Any:
+    """A ``JobSubmissionClient`` that sends Ray's auth token when one is found; one-line errors otherwise."""
+    from ray.exceptions import AuthenticationError
+    from ray.job_submission import JobSubmissionClient
+
+    from pipeline.ray_cluster import ClusterError, check_reachable, use_token_if_available
+
+    use_token_if_available()
+    logging.getLogger("ray").setLevel(logging.WARNING)  # not Ray's "Uploading package ..." lines
+    try:
+        check_reachable(address, "the Ray job server (dashboard)")
+        return JobSubmissionClient(address)
+    except ClusterError as exc:
+        raise LaunchError(str(exc)) from None
+    except AuthenticationError:
+        raise _token_error(address) from None
+    except Exception as exc:  # Ray raises ConnectionError, ValueError or RuntimeError here
+        raise LaunchError(f"cannot use the Ray job server at {address}: {_first_line(exc)}") from None
+
+
+def submit_job(config: TrainConfig, address: str, wait: bool = False,
+               runtime_env: dict[str, Any] | None = None) -> str:
+    from ray.exceptions import AuthenticationError
+    from ray.job_submission import JobStatus
+
+    client = job_client(address)
     with tempfile.TemporaryDirectory(prefix="logos-job-") as tmp:
-        job_id = client.submit_job(**job_spec(config, Path(tmp)))
-    if wait:
-        import asyncio
+        try:
+            job_id = client.submit_job(**job_spec(config, Path(tmp), runtime_env))
+        except AuthenticationError:
+            raise _token_error(address) from None
+        except RuntimeError as exc:
+            raise LaunchError(f"the Ray job server at {address} refused the job: {_first_line(exc)}") from None
+    if not wait:
+        return job_id
+    import asyncio
 
-        async def follow() -> None:
-            async for lines in client.tail_job_logs(job_id):
-                print(lines, end="")
+    async def follow() -> None:
+        async for lines in client.tail_job_logs(job_id):
+            print(lines, end="", flush=True)
 
-        asyncio.run(follow())
-        status = client.get_job_status(job_id)
-        if status != JobStatus.SUCCEEDED:
-            raise LaunchError(f"Ray Job {job_id} ended {status}")
+    asyncio.run(follow())
+    info = client.get_job_info(job_id)
+    if info.status != JobStatus.SUCCEEDED:
+        tail = client.get_job_logs(job_id).splitlines()[-FAILED_LOG_LINES:]
+        print(f"--- last {len(tail)} lines of Ray Job {job_id}'s log ---", *tail, sep="\n", file=sys.stderr)
+        reason = _first_line(info.message or "no message").split(", last available logs")[0]
+        raise JobFailed(f"Ray Job {job_id} ended {info.status.value}: {reason}")
     return job_id
+
+
+def _token_error(address: str) -> LaunchError:
+    from pipeline.ray_cluster import WHERE_THE_TOKEN_GOES, auth_token
+
+    found = "the auth token found here was rejected" if auth_token() else "none was found"
+    return LaunchError(f"the Ray cluster at {address} requires an auth token and {found}: {WHERE_THE_TOKEN_GOES}")
+
+
+def follow_command(job_id: str, address: str) -> str:
+    """How to follow the job with Ray's own CLI (which sends the token only in token mode)."""
+    import os
+
+    prefix = "RAY_AUTH_MODE=token " if os.environ.get("RAY_AUTH_MODE", "").lower() == "token" else ""
+    return f"{prefix}ray job logs --follow {job_id} --address {shlex.quote(address)}"
+
+
+def _first_line(value: object) -> str:
+    text = str(value).strip()
+    return text.splitlines()[0].rstrip(":,") if text else type(value).__name__

@@ -28,6 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from pipeline.options import ConfigError
+    from pipeline.ray_cluster import ClusterError, prepare_join
     from workflows.runner import run_workflow
 
     try:
@@ -36,9 +37,14 @@ def _run(args: argparse.Namespace) -> int:
 
             print(f"wrote {draw_workflow(args.workflow, args.overrides, args.draw)}")
             return 0
+        if args.ray_address and not args.dry_run:  # before a run record is written
+            prepare_join(args.ray_address)
         outcome = run_workflow(args.workflow, args.overrides, ray_address=args.ray_address, dry_run=args.dry_run)
     except ConfigError as exc:
         print(f"logos run: config error: {exc}", file=sys.stderr)
+        return 2
+    except ClusterError as exc:
+        print(f"logos run: {exc}", file=sys.stderr)
         return 2
     width = max(map(len, outcome.plan), default=0)
     print("stage".ljust(width), "plan" if args.dry_run else "plan -> result")

@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from tests.training.helpers import base_config, make_config, run_logos
+from tests.training.helpers import REPO, base_config, make_config, run_logos
 from training.config import config_to_dict, load_config
 
 
@@ -53,17 +53,37 @@ def test_export_of_a_missing_checkpoint(tmp_path):
 
 
 def test_ray_job_runs_logos_train_on_the_resolved_config(tmp_path, blend_path):
-    from training.ray_launch import job_spec
+    from training.ray_launch import JOB_SCRIPT, job_spec
     from workflows.cli import build_parser
 
     config = make_config(tmp_path / "run", blend_path, "parallel.tensor=2", "optimizer.lr=1e-3")
     working_dir = tmp_path / "job"
     working_dir.mkdir()
-    spec = job_spec(config, working_dir)
-    assert spec["runtime_env"] == {"working_dir": str(working_dir)}
+    spec = job_spec(config, working_dir, {"env_vars": {"A": "1"}})
+    assert spec["runtime_env"] == {"working_dir": str(working_dir), "env_vars": {"A": "1"}}
     argv = shlex.split(spec["entrypoint"])
-    assert argv[0] == "logos"
-    args = build_parser().parse_args(argv[1:])
+    assert argv[:2] == ["sh", JOB_SCRIPT] and (working_dir / JOB_SCRIPT).is_file()
+    args = build_parser().parse_args(argv[2:])
     assert args.command == "train" and args.ray and args.func.__name__ == "_train"
     # The job reads the uploaded file relative to its working directory: the same config comes back.
     assert config_to_dict(load_config(working_dir / args.config)) == config_to_dict(config)
+
+
+def test_ray_job_script_runs_logos_with_the_python_of_the_ray_workers(tmp_path, blend_path):
+    """The job's shell has the PATH `ray start` saw (here one without this Python): the script finds the
+    interpreter in the raylet's --python_worker_command, an ancestor's command line, as on a Ray node."""
+    import subprocess
+    import sys
+
+    from training.ray_launch import JOB_SCRIPT, job_spec
+
+    job_spec(make_config(tmp_path / "run", blend_path), tmp_path)
+    raylet = ("import subprocess, sys; sys.exit(subprocess.call(['sh', sys.argv[1], 'train', '--help']))")
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "HOME": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", raylet, JOB_SCRIPT,
+                           f"--python_worker_command={sys.executable} setup_worker.py default_worker.py"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 0 and "usage: logos train" in done.stdout, done.stderr
+    override = subprocess.run(["sh", JOB_SCRIPT, "train", "--help"], cwd=tmp_path, capture_output=True, text=True,
+                              env={**env, "LOGOS_PYTHON": sys.executable})
+    assert override.returncode == 0 and "usage: logos train" in override.stdout, override.stderr
