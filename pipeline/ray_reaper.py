@@ -60,9 +60,11 @@ def stop_session(session_dir: str, grace_s: float = GRACE_S, exclude: int | None
         with contextlib.suppress(psutil.Error):
             process.send_signal(signal.SIGTERM)
     _, alive = psutil.wait_procs(processes, timeout=grace_s)
-    for process in alive + session_processes(session_dir, exclude):
+    alive += session_processes(session_dir, exclude)
+    for process in alive:
         with contextlib.suppress(psutil.Error):
             process.kill()
+    psutil.wait_procs(alive, timeout=grace_s)
     return len(processes)
 
 

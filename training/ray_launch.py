@@ -163,7 +163,8 @@ def job_client(address: str) -> Any:
     from pipeline.ray_cluster import ClusterError, check_reachable, use_token_if_available
 
     use_token_if_available()
-    logging.getLogger("ray").setLevel(logging.WARNING)  # not Ray's "Uploading package ..." lines
+    for name in ("ray", "ray.dashboard.modules.dashboard_sdk", "ray.dashboard.modules.job.sdk"):
+        logging.getLogger(name).setLevel(logging.WARNING)  # not "Uploading package ...", "WebSocket closed ..."
     try:
         check_reachable(address, "the Ray job server (dashboard)")
         return JobSubmissionClient(address)
