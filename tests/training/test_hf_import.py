@@ -15,6 +15,7 @@ import torch
 
 from tests.training.helpers import REPO, run_logos
 from tests.training.hf_models import hf_logits, make_hf_model
+from tests.training.transformers_logits import PROMPT
 
 TRANSFORMERS4 = REPO / ".venv" / "transformers4"
 # Ids that touch specials and ordinary BPE pieces of both tiny vocabularies (all < 1218).
@@ -228,6 +229,20 @@ def test_extended_export_carries_the_tokenizer_and_its_special_ids(extended):
     ids = auto(prompt)["input_ids"]
     assert ids[0] == expected[0] and ids[-1] == auto.convert_tokens_to_ids("<ReverseReact>")
     assert auto.decode(ids[1:], skip_special_tokens=False) == prompt
+
+
+@pytest.mark.slow
+def test_extended_export_reads_the_same_under_transformers_4_and_5(extended, tmp_path):
+    """LOGOS's scripts may run either major: same logits, same prompt ids (bos prefix, no eos), same text."""
+    assert (TRANSFORMERS4 / "transformers").is_dir(), \
+        f"transformers 4.x is not installed in {TRANSFORMERS4}: run tests/training/install_transformers4.sh"
+    v5 = _load_in_subprocess(extended["hf"], tmp_path, transformers4=False)
+    v4 = _load_in_subprocess(extended["hf"], tmp_path, transformers4=True)
+    assert v4["version"].startswith("4.") and v5["version"].startswith("5.")
+    assert torch.allclose(v4["logits"], v5["logits"], atol=1e-5, rtol=0)
+    assert v4["prompt_ids"] == v5["prompt_ids"] and v4["special_ids"] == v5["special_ids"]
+    assert v4["prompt_ids"][0] == v4["special_ids"][0] and v4["prompt_ids"][-1] != v4["special_ids"][1]
+    assert v4["prompt_decoded"] == v5["prompt_decoded"] == "<|begin_of_text|>" + PROMPT
 
 
 # --- bad input: one line naming the file and the mismatch, exit code 2, nothing written -----------------
