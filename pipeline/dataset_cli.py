@@ -77,7 +77,8 @@ def _stage(subparsers: argparse._SubParsersAction, name: str, help: str, many: b
     parser = _with_store(subparsers.add_parser(name, help=help))
     parser.add_argument("inputs" if many else "input", nargs="+" if many else None, metavar="INPUT",
                         help="dataset NAME[@VERSION], or tokenized shards: an ingest output folder, files or globs")
-    parser.add_argument("--name", required=True, help="name of the dataset this writes a version of")
+    parser.add_argument("--name", help="name of the dataset this writes a version of (default: the input "
+                        "dataset's name when INPUT is NAME[@VERSION])")
     parser.add_argument("--run-id", help="recorded in the manifest's run lineage")
     return parser
 
@@ -96,6 +97,18 @@ def _pairs(text: str | None, cast: type) -> dict[str, Any]:
             raise ValueError(f"expected KEY=VALUE, got {item!r}")
         pairs[key.strip()] = cast(value)
     return pairs
+
+
+def _output_name(args: argparse.Namespace, inputs: list[str]) -> str:
+    """``--name``, else the name of the one dataset the inputs are versions of (``logos split mydata``)."""
+    if args.name:
+        return args.name
+    names = {ref.partition("@")[0] for ref in inputs}
+    if len(names) == 1:
+        name = names.pop()
+        if name in _store(args).names():
+            return name
+    raise ValueError("--name is required when INPUT is not a dataset NAME[@VERSION] of the store")
 
 
 def _run(args: argparse.Namespace) -> dict[str, Any] | None:
@@ -140,7 +153,8 @@ def _dedup(args: argparse.Namespace) -> int:
     )
     streaming = StreamingConfig(bucket_rows=args.bucket_rows) if args.streaming else None
     exact = ExactDedupConfig(priority)
-    return _report(dedup_dataset(_store(args), args.inputs, args.name, exact, near, _run(args), streaming))
+    name = _output_name(args, args.inputs)
+    return _report(dedup_dataset(_store(args), args.inputs, name, exact, near, _run(args), streaming))
 
 
 @_guarded
@@ -156,7 +170,8 @@ def _split(args: argparse.Namespace) -> int:
     proteins = ProteinClusterConfig(args.protein_clustering, args.min_seq_id, args.coverage)
     config = SplitConfig(fractions, args.salt, proteins, time_split, use_ray=args.ray)
     exclude = read_exclusions(args.exclude.read_text().splitlines()) if args.exclude else []
-    return _report(split_dataset(_store(args), args.input, args.name, config, exclude, _run(args)))
+    name = _output_name(args, [args.input])
+    return _report(split_dataset(_store(args), args.input, name, config, exclude, _run(args)))
 
 
 @_guarded
@@ -166,7 +181,7 @@ def _mix(args: argparse.Namespace) -> int:
 
     weights = _pairs(args.weights, float) or None
     config = MixConfig(weights, args.temperature, args.max_epochs, _pairs(args.budget, int))
-    stage_run = mix_dataset(_store(args), args.input, args.name, config, _run(args))
+    stage_run = mix_dataset(_store(args), args.input, _output_name(args, [args.input]), config, _run(args))
     print(Mixture.from_dict(stage_run.manifest.outputs["mixture"]).table(), file=sys.stderr)
     return _report(stage_run)
 
@@ -177,7 +192,7 @@ def _export_megatron(args: argparse.Namespace) -> int:
     from pipeline.export_megatron import ExportConfig
 
     config = ExportConfig(docs_per_shard=args.docs_per_shard, verify=not args.no_verify)
-    stage_run = export_megatron_dataset(_store(args), args.input, args.name, config, _run(args))
+    stage_run = export_megatron_dataset(_store(args), args.input, _output_name(args, [args.input]), config, _run(args))
     print(f"blend: {_store(args).root / stage_run.manifest.outputs['blend']}", file=sys.stderr)
     return _report(stage_run)
 

@@ -82,3 +82,19 @@ def test_errors_are_one_clear_line(tmp_path, capsys, argv, message):
     code, _, err = run(capsys, *argv, "--store", str(tmp_path / "store"))
     assert code == 2
     assert err.startswith("error: ") and message in err
+
+
+def test_stage_writes_a_version_of_its_input_dataset_without_name(shards, tmp_path, capsys):
+    """``logos split mydata`` (as the README writes it) adds a version to ``mydata``; shards need ``--name``."""
+    store = ["--store", str(tmp_path / "store")]
+    code, _, err = run(capsys, "dedup", str(shards.root), *store)
+    assert code == 2 and "--name is required" in err and len(err.strip().splitlines()) == 1
+    code, out, _ = run(capsys, "dedup", str(shards.root), "--name", "mydata", "--source-priority", "smiles", *store)
+    assert code == 0
+    deduped = json.loads(out)["dataset"]
+    code, out, _ = run(capsys, "split", "mydata", "--protein-clustering", "minhash", *store)
+    assert code == 0
+    split = json.loads(out)["dataset"]
+    assert split.startswith("mydata@") and split != deduped
+    code, _, err = run(capsys, "mix", "nosuchdata", *store)
+    assert code == 2 and "--name is required" in err
