@@ -167,45 +167,60 @@ def test_transformers_4_needs_the_4x_rope_keys(exported, loaded, tmp_path):
 
 # --- an extended tokenizer: the embedding grows, new rows start at the mean --------------------------
 
+# bos, eod (= eos) and pad of each extended base: Llama-3 keeps <|eot_id|> as pad (LOGOS's setting),
+# Qwen3 has no bos and pads with <|endoftext|>.
+SPECIALS = {"llama": ("<|begin_of_text|>", "<|end_of_text|>", "<|eot_id|>"),
+            "qwen3": (None, "<|endoftext|>", "<|endoftext|>")}
 
-@pytest.fixture(scope="module")
-def extended(hf_dirs, tmp_path_factory) -> dict[str, Path]:
-    """The Llama model imported with its tokenizer extended by the grammar, then exported."""
+
+@pytest.fixture(scope="module", params=["llama", "qwen3"])
+def extended(request, hf_dirs, tmp_path_factory) -> dict:
+    """A base model imported with its tokenizer extended by the grammar, then exported."""
     from grammar.hf_extend import ExtendedTokenizer
 
-    out = tmp_path_factory.mktemp("extended")
-    tokenizer = ExtendedTokenizer.build(hf_dirs["llama"]).save(out / "tokenizer")
-    done = run_logos("import", "hf", str(hf_dirs["llama"]), "--out", str(out / "checkpoint"),
+    kind = request.param
+    out = tmp_path_factory.mktemp(f"extended_{kind}")
+    tokenizer = ExtendedTokenizer.build(hf_dirs[kind]).save(out / "tokenizer")
+    done = run_logos("import", "hf", str(hf_dirs[kind]), "--out", str(out / "checkpoint"),
                      "--tokenizer", str(tokenizer), timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     done = run_logos("export", "hf", str(out / "checkpoint"), "--out", str(out / "hf"), timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    return {"tokenizer": tokenizer, "checkpoint": out / "checkpoint", "hf": out / "hf"}
+    return {"kind": kind, "tokenizer": tokenizer, "checkpoint": out / "checkpoint", "hf": out / "hf"}
 
 
 @pytest.mark.slow
 def test_extended_import_grows_the_embedding_from_the_mean(hf_dirs, extended):
     from safetensors.torch import load_file
+    from tokenizers import Tokenizer
     from transformers import AutoModelForCausalLM
 
     from grammar.tokenizer import load_tokenizer
 
+    kind = extended["kind"]
     tokenizer = load_tokenizer(extended["tokenizer"])
-    base_rows = load_file(hf_dirs["llama"] / "model.safetensors")["model.embed_tokens.weight"]
-    base = base_rows.shape[0]
+    base = Tokenizer.from_file(str(hf_dirs[kind] / "tokenizer.json")).get_vocab_size(with_added_tokens=True)
     assert tokenizer.vocab_size > base
     meta = json.loads((extended["checkpoint"] / "iter_0000000" / "logos_meta.json").read_text())
     assert meta["vocab_size"] == tokenizer.vocab_size
     assert meta["lineage"]["tokenizer_hash"] == tokenizer.content_hash
+    original = load_file(hf_dirs[kind] / "model.safetensors")
     model = AutoModelForCausalLM.from_pretrained(extended["hf"], dtype=torch.float32).eval()
-    rows = model.model.embed_tokens.weight.detach()
-    assert rows.shape[0] == tokenizer.vocab_size
-    assert torch.equal(rows[:base], base_rows)
-    assert torch.allclose(rows[base:], base_rows.mean(dim=0).expand(tokenizer.vocab_size - base, -1), atol=1e-6)
+    layers = {"model.embed_tokens.weight": model.model.embed_tokens.weight}
+    if kind == "qwen3":  # untied: the output layer grows the same way, from its own mean
+        layers["lm_head.weight"] = model.lm_head.weight
+    for name, weight in layers.items():
+        rows, source = weight.detach(), original[name]
+        assert rows.shape[0] == tokenizer.vocab_size
+        assert torch.equal(rows[:base], source[:base])
+        # New tokens start at the mean of the base tokens' rows (Qwen3's unused padding rows excluded).
+        mean = source[:base].mean(dim=0)
+        assert torch.allclose(rows[base:], mean.expand(tokenizer.vocab_size - base, -1), atol=1e-6), name
     # Base tokens predict exactly what the base model predicted over the base vocabulary.
     with torch.no_grad():
         logits = model(torch.tensor(IDS)).logits
-    assert torch.allclose(logits[..., :base], hf_logits(hf_dirs["llama"], torch.tensor(IDS)), atol=1e-4, rtol=0)
+    reference = hf_logits(hf_dirs[kind], torch.tensor(IDS))
+    assert torch.allclose(logits[..., :base], reference[..., :base], atol=1e-4, rtol=0)
 
 
 @pytest.mark.slow
@@ -220,20 +235,23 @@ def test_extended_export_carries_the_tokenizer_and_its_special_ids(extended):
     config = json.loads((extended["hf"] / "config.json").read_text())
     generation = json.loads((extended["hf"] / "generation_config.json").read_text())
     auto = AutoTokenizer.from_pretrained(extended["hf"])
-    expected = [auto.convert_tokens_to_ids(t) for t in ("<|begin_of_text|>", "<|end_of_text|>", "<|eot_id|>")]
+    expected = [auto.convert_tokens_to_ids(t) if t else None for t in SPECIALS[extended["kind"]]]
     assert [tokenizer.bos_id, tokenizer.eod_id, tokenizer.pad_id] == expected
+    assert [auto.bos_token_id, auto.eos_token_id, auto.pad_token_id] == expected
+    assert config["bos_token_id"] == expected[0] and generation.get("bos_token_id") == expected[0]
     for source in (config, generation):
-        assert [source["bos_token_id"], source["eos_token_id"], source["pad_token_id"]] == expected
-    # A LOGOS-style prompt: bos prefix only, no eos suffix, and it decodes back to itself.
-    prompt = "<MoleculeS>CC(=O)Oc1ccccc1C(=O)O<MoleculeE><ReverseReact>"
-    ids = auto(prompt)["input_ids"]
-    assert ids[0] == expected[0] and ids[-1] == auto.convert_tokens_to_ids("<ReverseReact>")
-    assert auto.decode(ids[1:], skip_special_tokens=False) == prompt
+        assert [source["eos_token_id"], source["pad_token_id"]] == expected[1:]
+    # A LOGOS-style prompt: at most a bos prefix, no eos suffix, and it decodes back to itself.
+    ids = auto(PROMPT)["input_ids"]
+    prefix = [expected[0]] if expected[0] is not None else []
+    assert ids[: len(prefix)] == prefix and ids[-1] == auto.convert_tokens_to_ids("<ReverseReact>")
+    assert auto.decode(ids[len(prefix):], skip_special_tokens=False) == PROMPT
 
 
 @pytest.mark.slow
 def test_extended_export_reads_the_same_under_transformers_4_and_5(extended, tmp_path):
-    """LOGOS's scripts may run either major: same logits, same prompt ids (bos prefix, no eos), same text."""
+    """LOGOS's scripts may run either major: same logits, same prompt ids (at most a bos prefix, no eos),
+    same text."""
     assert (TRANSFORMERS4 / "transformers").is_dir(), \
         f"transformers 4.x is not installed in {TRANSFORMERS4}: run tests/training/install_transformers4.sh"
     v5 = _load_in_subprocess(extended["hf"], tmp_path, transformers4=False)
@@ -241,8 +259,9 @@ def test_extended_export_reads_the_same_under_transformers_4_and_5(extended, tmp
     assert v4["version"].startswith("4.") and v5["version"].startswith("5.")
     assert torch.allclose(v4["logits"], v5["logits"], atol=1e-5, rtol=0)
     assert v4["prompt_ids"] == v5["prompt_ids"] and v4["special_ids"] == v5["special_ids"]
-    assert v4["prompt_ids"][0] == v4["special_ids"][0] and v4["prompt_ids"][-1] != v4["special_ids"][1]
-    assert v4["prompt_decoded"] == v5["prompt_decoded"] == "<|begin_of_text|>" + PROMPT
+    assert v4["prompt_ids"][-1] != v4["special_ids"][1]
+    bos = SPECIALS[extended["kind"]][0] or ""
+    assert v4["prompt_decoded"] == v5["prompt_decoded"] == bos + PROMPT
 
 
 # --- bad input: one line naming the file and the mismatch, exit code 2, nothing written -----------------
