@@ -141,12 +141,20 @@ def plot_eval_curves(curves: dict[str, Any], out: Path) -> Path | None:
     if not by_task:
         return None
     plt = _figure()
-    fig, axes = plt.subplots(1, len(by_task), figsize=(3.6 * len(by_task), 3.2), squeeze=False)
-    for ax, (task, metrics) in zip(axes[0], sorted(by_task.items()), strict=True):
+    columns = min(4, len(by_task))
+    rows = -(-len(by_task) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.6 * columns, 3.0 * rows), squeeze=False)
+    for ax, (task, metrics) in zip(axes.flat, sorted(by_task.items()), strict=False):
         for metric, points in sorted(metrics.items()):
             ax.plot(*zip(*points, strict=True), marker="o", label=metric)
-        ax.set(title=task, xlabel="step", yscale="log" if task == "perplexity" else "linear")
+        if task == "perplexity":
+            ax.set(yscale="log")
+        elif all(0 <= v <= 1 for points in metrics.values() for _, v in points):
+            ax.set(ylim=(-0.05, 1.05))  # fractions; the SA score (1..10) keeps its own range
+        ax.set(title=task, xlabel="step")
         ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(by_task):]:
+        ax.axis("off")
     fig.tight_layout()
     return _save(fig, out / "eval_curves.png")
 
