@@ -46,10 +46,12 @@ class Generator:
 
     engine = "none"
 
-    def __init__(self, tokenizer: Any, max_positions: int | None) -> None:
+    def __init__(self, tokenizer: Any, max_positions: int | None, eod_id: int | None = None) -> None:
         self.tokenizer = tokenizer
         self.max_positions = max_positions
         self.eos_id = tokenizer.eos_token_id
+        # The document end training appended (logos tokenizer metadata); the HF eos when unknown.
+        self.eod_id = eod_id if eod_id is not None else self.eos_id
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_id
 
     def encode_prompt(self, prompt: str) -> list[int]:
@@ -72,7 +74,7 @@ class Generator:
         return token_id
 
     def stop_ids(self, stop_token: str | None) -> list[int]:
-        ids = [self.eos_id] if self.eos_id is not None else []
+        ids = [i for i in (self.eos_id, self.eod_id) if i is not None]
         if stop_token is not None:
             ids.append(self.token_id(stop_token))
         return list(dict.fromkeys(ids))
@@ -90,8 +92,8 @@ class Generator:
         return self.decode(prompt_ids + kept), len(kept)
 
     def document_ids(self, text: str) -> list[int]:
-        """A whole record as training saw it: prefix + text + eos, cut to the model's context."""
-        ids = [*self.encode_prompt(text), self.eos_id]
+        """A whole record as training saw it: prefix + text + document end, cut to the model's context."""
+        ids = [*self.encode_prompt(text), self.eod_id]
         return ids[: self.max_positions] if self.max_positions else ids
 
     def generate(self, prompts: Sequence[str], stop_token: str | None, settings: SamplingSettings) -> Generation:
@@ -100,6 +102,17 @@ class Generator:
     def nll(self, texts: Sequence[str], batch_size: int) -> list[tuple[float, int]]:
         """Summed negative log-likelihood (nats) and predicted-token count of each document."""
         raise NotImplementedError
+
+
+def logos_eod_id(model_dir: str | Path) -> int | None:
+    """The document-end id a logos tokenizer declares (None for a tokenizer without logos metadata)."""
+    from grammar.errors import GrammarError
+    from grammar.tokenizer import load_tokenizer
+
+    try:
+        return load_tokenizer(model_dir).eod_id
+    except (GrammarError, OSError, ValueError, KeyError):
+        return None
 
 
 def _batches(order: list[int], size: int) -> list[list[int]]:
@@ -117,7 +130,8 @@ class TransformersGenerator(Generator):
         dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
         tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
         self.model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=dtype).to(self.device).eval()
-        super().__init__(tokenizer, getattr(self.model.config, "max_position_embeddings", None))
+        positions = getattr(self.model.config, "max_position_embeddings", None)
+        super().__init__(tokenizer, positions, logos_eod_id(model_dir))
 
     def generate(self, prompts: Sequence[str], stop_token: str | None, settings: SamplingSettings) -> Generation:
         import torch
@@ -182,7 +196,7 @@ class VllmGenerator(Generator):
 
         self.llm = LLM(model=str(model_dir), seed=seed)
         config = self.llm.llm_engine.model_config
-        super().__init__(self.llm.get_tokenizer(), getattr(config, "max_model_len", None))
+        super().__init__(self.llm.get_tokenizer(), getattr(config, "max_model_len", None), logos_eod_id(model_dir))
 
     def generate(self, prompts: Sequence[str], stop_token: str | None, settings: SamplingSettings) -> Generation:
         from vllm import SamplingParams

@@ -110,12 +110,15 @@ def model_tokenizer_hash(model_dir: Path) -> str | None:
 
 
 def check_tokenizer(model_dir: Path, manifest: Any) -> str:
+    from grammar.tokenizer import TokenizerMismatch, check_same_tokenizer
+
     found = model_tokenizer_hash(model_dir)
     if found is None:
         raise EvalError(f"model {model_dir}: its tokenizer carries no logos tokenizer hash (not a logos export?)")
-    if found != manifest.tokenizer_hash:
-        raise EvalError(f"model {model_dir}: tokenizer {found} is not the tokenizer of {manifest.ref} "
-                        f"({manifest.tokenizer_hash}); evaluate on a dataset tokenized like the model")
+    try:
+        check_same_tokenizer(found, manifest.tokenizer_hash, first=f"model {model_dir}", second=manifest.ref)
+    except TokenizerMismatch as exc:
+        raise EvalError(f"{exc}; evaluate on a dataset tokenized like the model") from None
     return found
 
 

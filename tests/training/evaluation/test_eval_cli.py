@@ -122,7 +122,7 @@ def test_bad_inputs_are_one_line_errors_with_exit_2(eval_dataset, tiny_model, tm
     (store.root / manifest.name / "manifests" / f"{other.version}.json").write_text(other.to_json())
     assert Manifest.from_json(other.to_json()).tokenizer_hash != manifest.tokenizer_hash
     cases = {
-        "is not the tokenizer of": [str(tiny_model), "--dataset", other.ref],
+        "tokenizer mismatch": [str(tiny_model), "--dataset", other.ref],
         "has no test split": [str(tiny_model), "--dataset", eval_dataset.unsplit_ref],
         "unknown task 'retro'": [str(tiny_model), "--dataset", eval_dataset.ref, "--tasks", "retro"],
         "neither an HF export": [str(tmp_path), "--dataset", eval_dataset.ref],
