@@ -65,3 +65,41 @@ def test_answers_are_cut_after_the_task_token_up_to_the_first_stop():
     assert extract_answer(retro, "<MoleculeS>CC<MoleculeE><|end_of_text|>junk") == "<MoleculeS>CC<MoleculeE>"
     ligand = TASKS["ligand_design"]
     assert extract_answer(ligand, "<ProteinS>M<PocketS>K<PocketE><ProteinE><MoleculeS>CCN<MoleculeE>C") == "CCN"
+
+
+@pytest.mark.parametrize("style", ["llama3", "qwen3"])
+def test_a_model_with_an_extended_tokenizer(style, eval_dataset, tmp_path):
+    """LOGOS's kind of model: a base LLM tokenizer plus the grammar tags. Prompts are prefix + encode(prompt)
+    as the tokenizer itself defines them, the eod ends documents, the task's end tag stops generation."""
+    from dataclasses import replace
+
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from grammar.hf_extend import ExtendedTokenizer
+    from tests.grammar.base_tokenizers import make_base_tokenizer
+    from training.evaluation.run import EvalConfig, evaluate
+
+    extended = ExtendedTokenizer.build(make_base_tokenizer(style, tmp_path / "base"))
+    model_dir = extended.save(tmp_path / "model")
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=extended.vocab_size, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=4096,
+                         pad_token_id=extended.pad_id, eos_token_id=extended.eod_id)
+    LlamaForCausalLM(config).save_pretrained(model_dir)
+    generator = TransformersGenerator(model_dir)
+    assert generator.encode_prompt(PROMPTS[0]) == [*extended.prefix_ids, *extended.encode(PROMPTS[0])]
+    assert generator.eod_id == extended.eod_id
+    assert generator.document_ids("<MoleculeS>C<MoleculeE>")[-1] == extended.eod_id
+    # The same test records, registered as tokenized with this tokenizer (evaluation re-encodes the text).
+    store = eval_dataset.store
+    manifest = replace(store.manifest(eval_dataset.ref), version=f"{style}000000000000"[:16],
+                       tokenizer_hash=extended.content_hash)
+    (store.root / manifest.name / "manifests" / f"{manifest.version}.json").write_text(manifest.to_json())
+    try:
+        results = evaluate(model_dir, manifest.ref, EvalConfig(tasks=["ligand_design", "perplexity"], limit=1,
+                                                               max_new_tokens=4), tmp_path / "out", store)
+    finally:
+        (store.root / manifest.name / "manifests" / f"{manifest.version}.json").unlink()
+    assert results["model"]["tokenizer_hash"] == extended.content_hash
+    assert results["tasks"]["ligand_design"]["metrics"]["validity"]["count"] == 1
+    assert results["tasks"]["perplexity"]["metrics"]["all"]["count"] > 0
