@@ -16,9 +16,9 @@ directory (``pipeline.ray_reaper.session_processes``).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
+import random
 import secrets
 import shutil
 import socket
@@ -45,9 +45,18 @@ TRAIN_SETTINGS = ["train_steps=3", "data.seq_length=64", "data.micro_batch_size=
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port below the kernel's ephemeral range (32768-60999 by default) and above Ray's worker ports
+    (10002-19999): a port the OS hands out to any process's ``bind(0)`` could be taken by another Ray on this
+    machine between this check and our ``ray start`` (seen: the head's agent failed with EADDRINUSE)."""
+    for _ in range(200):
+        port = random.randint(20000, 32767)
+        try:
+            with socket.socket() as s:
+                s.bind(("", port))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no free port in 20000-32767")
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -124,21 +133,21 @@ class Cluster:
         return str(sessions[-1]) if sessions else None
 
     def stop(self) -> None:
-        """SIGTERM to the two ``ray start --block`` processes (they stop their children), then whatever of this
-        session is left (Ray drains a busy head for up to 30 s) is stopped by its session directory."""
+        """SIGTERM to the two ``ray start --block`` processes and every process of this cluster's session (found
+        by their open files in its session directory), SIGKILL to what is left after a few seconds: a busy head
+        would otherwise drain for up to 30 s."""
         from pipeline.ray_reaper import session_processes, stop_session
 
         for starter in self.starters:
             starter.terminate()
-        for starter in self.starters:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                starter.wait(timeout=5)
         session = self.session_dir()
         if session:
             stop_session(session)
             assert session_processes(session) == []
         for starter in self.starters:
-            if starter.poll() is None:
+            try:
+                starter.wait(timeout=5)
+            except subprocess.TimeoutExpired:
                 starter.kill()
                 starter.wait()
         if self.own_temp_dir:
