@@ -113,12 +113,13 @@ def prepare_join(address: str) -> None:
             enable_token_auth()
         return
     check_reachable(address, "the Ray cluster (GCS)")
-    if auth_mode_set_by_user():
-        if os.environ[AUTH_MODE_ENV].lower() == "token" and auth_token() is None:
-            raise ClusterError(f"RAY_AUTH_MODE=token but no Ray auth token found: {WHERE_THE_TOKEN_GOES}")
-        return
-    if not _gcs_needs_token(address):
-        return
+    user_mode = os.environ.get(AUTH_MODE_ENV, "").lower()
+    if user_mode != "token":
+        if not _gcs_needs_token(address):
+            return
+        if user_mode:
+            raise ClusterError(f"the Ray cluster at {address} requires an auth token and {AUTH_MODE_ENV}={user_mode} "
+                               f"here: unset it (or set it to token) and {WHERE_THE_TOKEN_GOES}")
     if auth_token() is None:
         raise ClusterError(f"the Ray cluster at {address} requires an auth token and none was found: "
                            f"{WHERE_THE_TOKEN_GOES}")

@@ -208,9 +208,13 @@ def submit_job(config: TrainConfig, address: str, wait: bool = False,
 
 
 def _token_error(address: str) -> LaunchError:
-    from pipeline.ray_cluster import WHERE_THE_TOKEN_GOES, auth_token
+    import os
 
-    found = "the auth token found here was rejected" if auth_token() else "none was found"
+    from pipeline.ray_cluster import AUTH_MODE_ENV, WHERE_THE_TOKEN_GOES, auth_token
+
+    mode = os.environ.get(AUTH_MODE_ENV, "").lower()
+    found = (f"{AUTH_MODE_ENV}={mode} here (unset it)" if mode and mode != "token"
+             else "the auth token found here was rejected" if auth_token() else "none was found")
     return LaunchError(f"the Ray cluster at {address} requires an auth token and {found}: {WHERE_THE_TOKEN_GOES}")
 
 

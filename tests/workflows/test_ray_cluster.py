@@ -211,6 +211,10 @@ def test_missing_token_is_one_line_for_launch_and_run(cluster, tmp_path):
     ran = logos("run", "demo", "--set", f"home={tmp_path / 'home'}", "--ray-address", cluster.address, env=env)
     assert ran.returncode == 2
     assert_one_line_error(ran, f"the Ray cluster at {cluster.address} requires an auth token", "~/.ray/auth_token")
+    wrong = logos("run", "demo", "--set", f"home={tmp_path / 'home'}", "--ray-address", cluster.address,
+                  env={**env, "RAY_AUTH_TOKEN": secrets.token_hex(32)})
+    assert wrong.returncode == 2
+    assert_one_line_error(wrong, "rejected the auth token found here")
     assert not (tmp_path / "home").exists()  # nothing written
 
 
