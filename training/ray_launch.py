@@ -197,7 +197,13 @@ def submit_job(config: TrainConfig, address: str, wait: bool = False,
         async for lines in client.tail_job_logs(job_id):
             print(lines, end="", flush=True)
 
-    asyncio.run(follow())
+    try:
+        asyncio.run(follow())
+    except KeyboardInterrupt:
+        print(f"\nstopped following; Ray Job {job_id} keeps running (follow it again with: "
+              f"{follow_command(job_id, address)}; stop it with: {follow_command(job_id, address, 'stop')})",
+              file=sys.stderr)
+        raise
     info = client.get_job_info(job_id)
     if info.status != JobStatus.SUCCEEDED:
         tail = client.get_job_logs(job_id).splitlines()[-FAILED_LOG_LINES:]
@@ -218,12 +224,12 @@ def _token_error(address: str) -> LaunchError:
     return LaunchError(f"the Ray cluster at {address} requires an auth token and {found}: {WHERE_THE_TOKEN_GOES}")
 
 
-def follow_command(job_id: str, address: str) -> str:
-    """How to follow the job with Ray's own CLI (which sends the token only in token mode)."""
+def follow_command(job_id: str, address: str, action: str = "logs --follow") -> str:
+    """How to follow (or stop) the job with Ray's own CLI, which sends the token only in token mode."""
     import os
 
     prefix = "RAY_AUTH_MODE=token " if os.environ.get("RAY_AUTH_MODE", "").lower() == "token" else ""
-    return f"{prefix}ray job logs --follow {job_id} --address {shlex.quote(address)}"
+    return f"{prefix}ray job {action} {job_id} --address {shlex.quote(address)}"
 
 
 def _first_line(value: object) -> str:
