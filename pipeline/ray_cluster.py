@@ -105,13 +105,16 @@ def _quiet_stderr() -> Iterator[None]:
 def prepare_join(address: str) -> None:
     """Before ``ray.init(address=...)``: the GCS is reachable, and token mode is on iff the cluster needs it.
 
-    ``auto`` (find a local cluster) and ``ray://`` (Ray Client) are left to Ray: for ``auto`` Ray itself
-    switches token mode on when a token exists.
+    ``auto`` (find a local cluster) is left to Ray, which switches token mode on when a token exists.
+    ``ray://`` (Ray Client) is refused: Ray Data, which ingest and the dataset stages run on, fails under
+    it (``'Worker' object has no attribute 'core_worker'``, Ray 2.60).
     """
-    if address == "auto" or address.startswith("ray://"):
-        if address.startswith("ray://") and not auth_mode_set_by_user() and auth_token() is not None:
-            enable_token_auth()
+    if address == "auto":
         return
+    if address.startswith("ray://"):
+        head = urlparse(address).hostname or "HEAD"
+        raise ClusterError(f"{address}: Ray Client (ray://) cannot run logos's Ray Data stages; join with the "
+                           f"head's GCS address instead, e.g. {head}:6379 (what `ray start --head` printed)")
     check_reachable(address, "the Ray cluster (GCS)")
     user_mode = os.environ.get(AUTH_MODE_ENV, "").lower()
     if user_mode != "token":

@@ -249,6 +249,9 @@ def test_wrong_address_is_one_line(tmp_path):
     ran = logos("run", "demo", "--set", f"home={tmp_path / 'home'}", "--ray-address", nobody, env=env)
     assert ran.returncode == 2
     assert_one_line_error(ran, f"cannot reach the Ray cluster (GCS) at {nobody}")
+    client = logos("run", "demo", "--set", f"home={tmp_path / 'home'}", "--ray-address", f"ray://{nobody}", env=env)
+    assert client.returncode == 2
+    assert_one_line_error(client, "Ray Client (ray://) cannot run logos's Ray Data stages", "127.0.0.1:6379")
     assert not (tmp_path / "home").exists()
 
 
