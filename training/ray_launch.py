@@ -162,6 +162,8 @@ def job_client(address: str) -> Any:
 
     from pipeline.ray_cluster import ClusterError, check_reachable, use_token_if_available
 
+    if "://" not in address:  # head:8265 means the dashboard's HTTP address, as Ray's CLI reads it
+        address = f"http://{address}"
     use_token_if_available()
     for name in ("ray", "ray.dashboard.modules.dashboard_sdk", "ray.dashboard.modules.job.sdk"):
         logging.getLogger(name).setLevel(logging.WARNING)  # not "Uploading package ...", "WebSocket closed ..."
