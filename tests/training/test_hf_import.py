@@ -21,7 +21,7 @@ TRANSFORMERS4 = REPO / ".venv" / "transformers4"
 # Ids that touch specials and ordinary BPE pieces of both tiny vocabularies (all < 1218).
 IDS = [[5, 17, 300, 1200, 42, 99, 7, 1000, 3, 64, 1201, 12, 640, 1100, 2, 811]]
 # name -> (model kind, tensor, pipeline)
-IMPORTS = {"llama_tp1": ("llama_sharded", 1, 1), "llama_tp2_pp2": ("llama", 2, 2), "qwen3_tp2": ("qwen3", 2, 1)}
+IMPORTS = {"llama_tp1": ("llama_sharded", 1, 1), "llama_pp2": ("llama", 1, 2), "qwen3_tp2": ("qwen3", 2, 1)}
 
 
 def megatron_logits(out: Path, checkpoints: list[Path]) -> dict[str, torch.Tensor]:
@@ -60,8 +60,9 @@ def imported(hf_dirs, tmp_path_factory) -> dict[str, Path]:
 @pytest.mark.slow
 def test_imported_checkpoints_have_transformers_logits(hf_dirs, imported, tmp_path):
     """Megatron (TP=1 model loaded from each checkpoint) against transformers on the original weights,
-    for imports written by one process (from sharded safetensors) and by 2 and 4 (TP=2, TP=2 x PP=2)
-    worker processes."""
+    for imports written by one process (from sharded safetensors) and by two worker processes (PP=2:
+    each stage its own layers; TP=2: every tensor split, fused QKV per query group, SwiGLU per half).
+    """
     logits = megatron_logits(tmp_path, list(imported.values()))
     for name, (kind, _, _) in IMPORTS.items():
         reference = hf_logits(hf_dirs[kind], torch.tensor(IDS))
@@ -87,7 +88,7 @@ def test_imported_checkpoint_layout(imported):
 def exported(imported, tmp_path_factory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("exported")
     result = {}
-    for name in ("llama_tp2_pp2", "qwen3_tp2"):
+    for name in ("llama_pp2", "qwen3_tp2"):
         done = run_logos("export", "hf", str(imported[name]), "--out", str(out / name), timeout=600)
         assert done.returncode == 0, done.stderr[-3000:]
         result[name] = out / name
@@ -96,7 +97,7 @@ def exported(imported, tmp_path_factory) -> dict[str, Path]:
 
 @pytest.mark.slow
 def test_round_trip_gives_the_original_logits(hf_dirs, exported):
-    for name, kind in (("llama_tp2_pp2", "llama"), ("qwen3_tp2", "qwen3")):
+    for name, kind in (("llama_pp2", "llama"), ("qwen3_tp2", "qwen3")):
         original = hf_logits(hf_dirs[kind], torch.tensor(IDS))
         again = hf_logits(exported[name], torch.tensor(IDS))
         assert torch.allclose(again, original, atol=1e-5, rtol=0), name
@@ -104,7 +105,7 @@ def test_round_trip_gives_the_original_logits(hf_dirs, exported):
 
 @pytest.mark.slow
 def test_export_config_keeps_the_base_model(hf_dirs, exported):
-    for name, kind in (("llama_tp2_pp2", "llama"), ("qwen3_tp2", "qwen3")):
+    for name, kind in (("llama_pp2", "llama"), ("qwen3_tp2", "qwen3")):
         base = json.loads((hf_dirs[kind] / "config.json").read_text())
         config = json.loads((exported[name] / "config.json").read_text())
         for key in ("architectures", "max_position_embeddings", "tie_word_embeddings", "rms_norm_eps",
@@ -157,12 +158,12 @@ def test_transformers_4_needs_the_4x_rope_keys(exported, loaded, tmp_path):
     import shutil
 
     stripped = tmp_path / "stripped"
-    shutil.copytree(exported["llama_tp2_pp2"], stripped)
+    shutil.copytree(exported["llama_pp2"], stripped)
     config = json.loads((stripped / "config.json").read_text())
     del config["rope_theta"], config["rope_scaling"]
     (stripped / "config.json").write_text(json.dumps(config))
     v4 = _load_in_subprocess(stripped, tmp_path, transformers4=True)
-    assert not torch.equal(v4["inv_freq"], loaded["llama_tp2_pp2", 5]["inv_freq"])
+    assert not torch.equal(v4["inv_freq"], loaded["llama_pp2", 5]["inv_freq"])
 
 
 # --- an extended tokenizer: the embedding grows, new rows start at the mean --------------------------
