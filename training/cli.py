@@ -78,11 +78,13 @@ def _train(args: argparse.Namespace) -> int:
         overrides.append("launch.backend=ray")
     if args.ray_address:
         overrides.append(f"launch.ray_address={args.ray_address}")
-    from pipeline.ray_cluster import ClusterError
+    from pipeline.ray_cluster import ClusterError, prepare_join
 
     try:
         from training.run import train
 
+        if args.ray_address:  # the address and token first: a user fixes one thing at a time
+            prepare_join(args.ray_address)
         result = train(load_config(args.config, overrides))
     except (TrainingError, ClusterError) as exc:
         return _fail(exc)

@@ -85,6 +85,10 @@ def launch_ray(config: TrainConfig) -> None:
     from pipeline.ray_runtime import ray_session
     from training.rank import rank_environment
 
+    if config.launch.ray_address:
+        from pipeline.ray_cluster import prepare_join
+
+        prepare_join(config.launch.ray_address)  # a wrong address or missing token: before the run dir is written
     write_run_config(config)
     world = config.parallel.world_size
     # A local Ray gets at least one logical CPU per rank, so TP2xPP2 can run on a 2-core laptop.

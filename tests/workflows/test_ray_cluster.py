@@ -175,7 +175,7 @@ def assert_one_line_error(done: subprocess.CompletedProcess, *phrases: str) -> N
     assert done.returncode != 0, done.stdout
     assert "Traceback" not in done.stderr, done.stderr
     last = done.stderr.strip().splitlines()[-1]
-    assert last.startswith(("error: ", "logos run: ")), done.stderr
+    assert last.startswith(("error: ", "logos run: ", "logos ingest: ")), done.stderr
     for phrase in phrases:
         assert phrase in last, done.stderr
 
@@ -249,6 +249,15 @@ def test_wrong_address_is_one_line(tmp_path):
     ran = logos("run", "demo", "--set", f"home={tmp_path / 'home'}", "--ray-address", nobody, env=env)
     assert ran.returncode == 2
     assert_one_line_error(ran, f"cannot reach the Ray cluster (GCS) at {nobody}")
+    trained = logos("train", "training/configs/tiny_cpu.yaml", "--ray", "--ray-address", nobody,
+                    "--set", f"run_dir={tmp_path / 'run'}", env=env)
+    assert trained.returncode == 2
+    assert_one_line_error(trained, f"cannot reach the Ray cluster (GCS) at {nobody}")
+    ingested = logos("ingest", "chembl", "workflows/demo_data/chembl", "--out", str(tmp_path / "shards"),
+                     "--ray-address", nobody, env=env)
+    assert ingested.returncode == 2
+    assert_one_line_error(ingested, f"cannot reach the Ray cluster (GCS) at {nobody}")
+    assert not (tmp_path / "run").exists() and not (tmp_path / "shards").exists()
     client = logos("run", "demo", "--set", f"home={tmp_path / 'home'}", "--ray-address", f"ray://{nobody}", env=env)
     assert client.returncode == 2
     assert_one_line_error(client, "Ray Client (ray://) cannot run logos's Ray Data stages", "127.0.0.1:6379")
