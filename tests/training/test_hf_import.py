@@ -73,6 +73,24 @@ def test_imported_checkpoints_have_transformers_logits(hf_dirs, imported, tmp_pa
 
 
 @pytest.mark.slow
+def test_megatron_at_tp2_has_transformers_logits(hf_dirs, imported, tmp_path):
+    """The imports loaded and run at TP=2 (two ranks, vocabulary-parallel logits gathered)."""
+    names = ["llama_tp1", "qwen3_tp2"]
+    ids_path, out = tmp_path / "ids.json", tmp_path / "tp2_logits.pt"
+    ids_path.write_text(json.dumps(IDS))
+    done = subprocess.run([sys.executable, "tests/training/megatron_logits_tp.py", str(out), str(ids_path), "2",
+                           *(str(imported[n]) for n in names)], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = torch.load(out)
+    for name in names:
+        result, reference = results[str(imported[name])], hf_logits(hf_dirs[IMPORTS[name][0]], torch.tensor(IDS))
+        padded = -(-reference.shape[-1] // 128) * 128  # model.make_vocab_size_divisible_by
+        assert result["shard_columns"] == padded // 2  # each rank computed half the (padded) vocabulary
+        assert result["logits"].shape == reference.shape
+        assert (result["logits"] - reference).abs().max() <= 1e-4, name
+
+
+@pytest.mark.slow
 def test_imported_checkpoint_layout(imported):
     root = imported["qwen3_tp2"]
     assert (root / "latest").read_text() == "0"
