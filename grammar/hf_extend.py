@@ -51,7 +51,7 @@ from tokenizers import AddedToken, Tokenizer, processors
 
 from grammar.errors import GrammarError, UnknownToken
 from grammar.tags import GRAMMAR_TAGS
-from grammar.tokenizer import EXTENSION_META_FILE, TOKENIZER_FILE
+from grammar.tokenizer import EXTENSION_META_FILE, TOKENIZER_FILE, HFDecoding
 from grammar.vocab import VOCAB_VERSION
 
 EXTENSION_FORMAT = "logos-extended-tokenizer/1"
@@ -115,7 +115,7 @@ def _read_base(base: Path) -> Tokenizer:
         raise GrammarError(f"{base}: no {TOKENIZER_FILE} and transformers cannot read it: {exc}") from None
 
 
-class ExtendedTokenizer:
+class ExtendedTokenizer(HFDecoding):
     """The extended kind: the same interface as ``grammar.tokenizer.GrammarTokenizer``."""
 
     kind = "extended"
@@ -230,15 +230,6 @@ class ExtendedTokenizer:
     ) -> list[list[int] | GrammarError]:
         """Byte-level BPE encodes every string, so no result is an error (same signature as native)."""
         return list(self.encode_batch(texts, special=special, engine=engine))
-
-    def decode(self, ids: Sequence[int], skip_special_tokens: bool = False) -> str:
-        for i, token_id in enumerate(ids):
-            if not 0 <= token_id < self.vocab_size:
-                raise UnknownToken(f"token id {token_id} (item {i}) is outside the vocabulary of {self.vocab_size}")
-        return self.hf.decode(list(ids), skip_special_tokens=skip_special_tokens)
-
-    def decode_batch(self, batch: Sequence[Sequence[int]]) -> list[str]:
-        return [self.decode(ids) for ids in batch]
 
     # --- files ------------------------------------------------------------------------------------
 

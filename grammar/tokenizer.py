@@ -106,7 +106,24 @@ def bos_prefix(vocab: Vocabulary) -> processors.TemplateProcessing:
     return processors.TemplateProcessing(single=f"{BOS} $A", special_tokens=[(BOS, vocab.ids[BOS])])
 
 
-class GrammarTokenizer:
+class HFDecoding:
+    """Decoding shared by both tokenizer kinds: ids are range-checked first (the HF decoder would skip
+    an unknown id silently), special tokens are kept unless asked otherwise (answers are cut between tags)."""
+
+    hf: Tokenizer
+    vocab_size: int
+
+    def decode(self, ids: Sequence[int], skip_special_tokens: bool = False) -> str:
+        for i, token_id in enumerate(ids):
+            if not 0 <= token_id < self.vocab_size:
+                raise UnknownToken(f"token id {token_id} (item {i}) is outside the vocabulary of {self.vocab_size}")
+        return self.hf.decode(list(ids), skip_special_tokens=skip_special_tokens)
+
+    def decode_batch(self, batch: Sequence[Sequence[int]]) -> list[str]:
+        return [self.decode(ids) for ids in batch]
+
+
+class GrammarTokenizer(HFDecoding):
     """The native kind: the grammar vocabulary, one token per grammar piece."""
 
     kind = "native"
@@ -178,15 +195,6 @@ class GrammarTokenizer:
             return [_captured(self.encode_python, t, special=special) for t in texts]
         encodings = self.hf.encode_batch(list(texts), add_special_tokens=special)
         return [_captured(self._check, t, e) for t, e in zip(texts, encodings, strict=True)]
-
-    def decode(self, ids: Sequence[int], skip_special_tokens: bool = False) -> str:
-        for i, token_id in enumerate(ids):
-            if not 0 <= token_id < self.vocab_size:
-                raise UnknownToken(f"token id {token_id} (item {i}) is outside the vocabulary of {self.vocab_size}")
-        return self.hf.decode(list(ids), skip_special_tokens=skip_special_tokens)
-
-    def decode_batch(self, batch: Sequence[Sequence[int]]) -> list[str]:
-        return [self.decode(ids) for ids in batch]
 
     def save(self, directory: str | Path) -> Path:
         """Write ``tokenizer.json`` plus the files transformers' ``AutoTokenizer`` needs."""
