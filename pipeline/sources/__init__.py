@@ -16,9 +16,11 @@ SOURCES: dict[str, str] = {
     "mp": "pipeline.sources.mp:MpSource",
     "uspto": "pipeline.sources.uspto:UsptoSource",
     "smiles": "pipeline.sources.smiles:SmilesSource",
+    "uniprot": "pipeline.sources.uniprot:UniprotSource",
 }
 # The domain an item belongs to before it is converted (for accounting of items rejected whole).
-PRIMARY_DOMAIN = {"pdb": "protein", "chembl": "molecule", "smiles": "molecule", "uspto": "reaction", "mp": "material"}
+PRIMARY_DOMAIN = {"pdb": "protein", "chembl": "molecule", "smiles": "molecule", "uspto": "reaction", "mp": "material",
+                  "uniprot": "protein"}
 
 
 def source_class(name: str) -> type:
