@@ -12,8 +12,22 @@ COMMAND_MODULES = ("grammar.cli", "pipeline.cli", "pipeline.dataset_cli", "train
                    "training.evaluation.cli", "workflows.commands")
 
 
+def _version() -> str:
+    """The installed distribution's version, plus the grammar's (both name what produced a dataset)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from grammar.vocab import VOCAB_VERSION
+
+    try:
+        package = version("logos")
+    except PackageNotFoundError:  # run from a checkout that was not installed
+        package = "unknown (not installed)"
+    return f"{package}, grammar {VOCAB_VERSION}"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="logos", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"logos {_version()}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         try:

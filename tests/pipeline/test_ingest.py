@@ -167,3 +167,33 @@ def test_ingest_cli_refuses_a_bad_tokenizer_directory_before_writing(tmp_path):
                            "--tokenizer", str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "not a logos tokenizer directory" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+
+
+def test_ingest_cli_fails_when_every_item_is_rejected(tmp_path):
+    """Three lines no SMILES parser accepts: the job finishes (rejects written, summary balanced) and exits 1."""
+    import subprocess
+    import sys
+
+    from rdkit import Chem
+
+    bad = ["C1CC(", "not_a_smiles", "[Xx]CC"]
+    assert all(Chem.MolFromSmiles(s) is None for s in bad)  # the reference: RDKit itself rejects each
+    source = tmp_path / "bad.smi"
+    source.write_text("\n".join(bad) + "\n")
+    done = subprocess.run([sys.executable, "-m", "workflows.cli", "ingest", "smiles", str(source), "--out",
+                           str(tmp_path / "out"), "--workers", "1"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "read 3 = written 0 + rejected 3" in done.stderr and "every one of the 3 items was rejected" in done.stderr
+    assert list((tmp_path / "out" / "rejects").glob("*.parquet"))
+
+
+def test_logos_version_names_the_package_and_the_grammar():
+    import subprocess
+    import sys
+    from importlib.metadata import version
+
+    from grammar.vocab import VOCAB_VERSION
+
+    done = subprocess.run([sys.executable, "-m", "workflows.cli", "--version"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == f"logos {version('logos')}, grammar {VOCAB_VERSION}"
