@@ -124,7 +124,7 @@ class PdbSource:
     def convert(self, item: SourceItem) -> Conversion:
         text = item.payload.decode("utf-8") if isinstance(item.payload, bytes) else item.payload
         try:
-            entry = load_entry(text, fallback_id=file_stem(item.uri))
+            entry = load_entry(text, fallback_id=entry_id_from_file_name(item.uri))
         except StructureError as exc:
             return Conversion(rejects=[reject_from(item, "parse", exc)])
         return EntryConverter(entry, item, self.config, self.components).run()
@@ -151,6 +151,17 @@ def file_stem(uri: str) -> str:
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
     return name
+
+
+_WWPDB_FILE_NAME = re.compile(r"^pdb([0-9][a-z0-9]{3})$", re.IGNORECASE)
+
+
+def entry_id_from_file_name(uri: str) -> str:
+    """The id a file name gives an entry that names none: the stem, with the wwPDB archive's ``pdb`` prefix
+    dropped (``pdb3mht.ent.gz`` is entry 3MHT)."""
+    stem = file_stem(uri)
+    archived = _WWPDB_FILE_NAME.match(stem)
+    return archived.group(1) if archived else stem
 
 
 class EntryConverter:

@@ -239,7 +239,9 @@ def load_entry(text: str, fallback_id: str) -> Entry:
     resolve_microheterogeneity(structure)
     info = dict(structure.info)
     return _EntryBuilder(structure).build(
-        entry_id=(info.get("_entry.id") or (structure.name if file_format == "mmcif" else fallback_id)).upper(),
+        # gemmi puts an mmCIF's _entry.id and a legacy file's HEADER idCode in info["_entry.id"]. A block name
+        # is no id (``data_s``), so without either the file name decides (see ``pipeline.sources.pdb``).
+        entry_id=(info.get("_entry.id") or fallback_id).upper(),
         file_format=file_format,
         method=info.get("_exptl.method"),
         resolution=structure.resolution or None,

@@ -202,6 +202,26 @@ def test_metadata_from_the_entry() -> None:
     assert meta["ligand_heavy_atoms"] == meta["ccd_heavy_atoms"] == heavy_atoms_in_formula(block, "FK5")
 
 
+def test_entry_ids_come_from_the_entry_or_else_the_file_name(tmp_path: Path) -> None:
+    """``_entry.id`` or HEADER's idCode when the file has one; a block name (``data_s``) is never taken as an id."""
+    text = (DATA / "mmcif" / "1l2y.cif").read_text()
+    assert block_of(DATA / "mmcif" / "1l2y.cif").find_value("_entry.id") == "1L2Y"
+    anonymous = tmp_path / "trp-cage.cif"
+    anonymous.write_text(re.sub(r"^_entry\.id.*$", "", text.replace("data_1L2Y", "data_s", 1), flags=re.MULTILINE))
+    assert gemmi.cif.read(str(anonymous)).sole_block().name == "s"
+    pdb = PdbSource(PdbConfig(use_bundled_ccd=True))
+    _, samples, _ = run(pdb, anonymous)
+    assert samples and {s.metadata["entry_id"] for s in samples} == {"TRP-CAGE"}
+
+    legacy = (DATA / "legacy_pdb" / "1orc.pdb").read_text()
+    assert legacy[62:66] == "1ORC"
+    for name, body, expected in (("pdb1orc.ent", legacy.split("\n", 1)[1], "1ORC"),   # archive name, no HEADER
+                                 ("cro.pdb", legacy, "1ORC")):                       # HEADER wins over the name
+        (tmp_path / name).write_text(body)
+        _, samples, _ = run(pdb, tmp_path / name)
+        assert samples and {s.metadata["entry_id"] for s in samples} == {expected}, name
+
+
 def test_covalent_ligand_is_flagged() -> None:
     """4I39's p-coumaric acid (HC4) is a thioester on a cysteine: a covalent ligand, kept and flagged."""
     block = block_of(DATA / "mmcif" / "4i39.cif")
