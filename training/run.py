@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from training.blend import load_tokenizer, read_blend
-from training.checkpoint import CheckpointError, start_checkpoint
+from training.blend import Blend, load_tokenizer, read_blend
+from training.checkpoint import CheckpointError, CheckpointRef, find_checkpoint, start_checkpoint
 from training.config import TrainConfig, validate
 from training.continued import check_same_model, prepare_init
 from training.trainer import RESULT_FILE
@@ -47,6 +47,9 @@ def preflight(config: TrainConfig) -> None:
     model shape and, for ``init``, the blend's tokenizer."""
     blend = read_blend(config.data.blend)
     load_tokenizer(blend)
+    own = find_checkpoint(config.checkpoint_dir) if config.checkpoint.resume else None
+    if own is not None:
+        check_same_data(own, blend, config.run_dir)
     ref = start_checkpoint(config.checkpoint_dir, config.checkpoint.resume, config.checkpoint.load)
     if ref is not None and ref.meta.get("weights_only"):
         raise CheckpointError(f"checkpoint {ref.path} holds weights only (an import, no optimizer state): "
@@ -55,6 +58,28 @@ def preflight(config: TrainConfig) -> None:
         ref = prepare_init(config, blend)  # imports init.hf once; checks tokenizer and vocabulary
     if ref is not None:
         check_same_model(ref.meta.get("config", {}).get("model", {}), config.model, f"checkpoint {ref.path}")
+
+
+def check_same_data(ref: CheckpointRef, blend: Blend, run_dir: str) -> None:
+    """A run directory resumes only on the data it was trained on.
+
+    Otherwise a finished run asked again with another blend would resume its last checkpoint, train no
+    step and report success, with a config that names data the model never saw. The data is the dataset
+    version, tokenizer and train mixture the checkpoint's lineage records (the blend file's path when the
+    blend names no dataset), so a blend that was only moved still resumes.
+    """
+    saved, current = ref.meta.get("lineage") or {}, blend.lineage()
+    keys = ["tokenizer_hash", "train"] + (["dataset"] if current.get("dataset") else ["blend"])
+    if not current.get("dataset"):
+        saved = saved | {"blend": str(Path(saved.get("blend", "")).resolve())}
+        current = current | {"blend": str(Path(current["blend"]).resolve())}
+    differ = [key for key in keys if saved.get(key) != current.get(key)]
+    if differ:
+        was = ", ".join(f"{key} {saved.get(key)}" for key in differ)
+        now = ", ".join(f"{key} {current.get(key)}" for key in differ)
+        raise CheckpointError(f"run_dir {run_dir} holds checkpoint {ref.path} trained on other data ({was}); "
+                              f"this config asks for {now}: use another run_dir to train on it, or the run's "
+                              "own blend to resume")
 
 
 def train(config: TrainConfig) -> TrainResult:
