@@ -89,11 +89,15 @@ class TEFusedAdam(_FusedAdamMath):
             state[state_name] = torch.empty_like(param, dtype=self.name_to_dtype_map[state_name])
         state[state_name].copy_(unscaled_state)
 
+    def _saved_to_live(self, state_dict) -> dict:
+        """Saved parameter index -> this optimizer's parameter, group by group (as TE pairs them)."""
+        saved_groups = deepcopy(state_dict["param_groups"])
+        return dict(zip(chain.from_iterable(g["params"] for g in saved_groups),
+                        chain.from_iterable(g["params"] for g in self.param_groups), strict=True))
+
     def state_dict(self):
         state_dict = super().state_dict()
-        saved_groups = deepcopy(state_dict["param_groups"])
-        id_map = dict(zip(chain.from_iterable(g["params"] for g in saved_groups),
-                          chain.from_iterable(g["params"] for g in self.param_groups), strict=True))
+        id_map = self._saved_to_live(state_dict)
         for k, v in state_dict["state"].items():
             if k in id_map:
                 param = id_map[k]
@@ -102,9 +106,7 @@ class TEFusedAdam(_FusedAdamMath):
 
     def load_state_dict(self, state_dict) -> None:
         super().load_state_dict(state_dict)
-        saved_groups = deepcopy(state_dict["param_groups"])
-        id_map = dict(zip(chain.from_iterable(g["params"] for g in saved_groups),
-                          chain.from_iterable(g["params"] for g in self.param_groups), strict=True))
+        id_map = self._saved_to_live(state_dict)
         for k, v in state_dict["state"].items():
             if k in id_map:
                 param = id_map[k]
