@@ -29,7 +29,7 @@ from pipeline.dedup import (
 from pipeline.export_megatron import BLEND_FILE, ExportConfig, export_megatron
 from pipeline.mix import MixConfig, mix
 from pipeline.near_dedup import NearDedupConfig, near_dedup
-from pipeline.records import SHARD_SCHEMA
+from pipeline.records import SHARD_SCHEMA, conform_shard_batch, conform_shard_frame
 from pipeline.split import SplitConfig, assign_splits, resolved_method
 from pipeline.versions import DatasetStore, Manifest, TableRef
 from pipeline.versions.stage import (
@@ -104,12 +104,12 @@ def dedup_streaming(
         result = exact_dedup_files(exact, loaded.files, work, streaming)
         near_duplicates = empty_duplicates()
         if near is not None:
-            kept = pl.scan_parquet([str(p) for p in result.kept_files]).select(SHARD_SCHEMA.names)
+            kept = conform_shard_frame(pl.scan_parquet([str(p) for p in result.kept_files], missing_columns="insert"))
             subset = kept if near.domains is None else kept.filter(pl.col("domain").is_in(near.domains))
             near_duplicates = run_near(near, subset.collect()).duplicates
         dropped = pa.array(near_duplicates["content_id"].to_list(), pa.string())
         batches = (
-            without(batch.select(SHARD_SCHEMA.names).cast(SHARD_SCHEMA), dropped)
+            without(conform_shard_batch(batch), dropped)
             for path in result.kept_files
             for batch in read_batches(str(path), streaming.batch_rows)
         )

@@ -4,6 +4,14 @@
 - ``Sample``: one grammar string a source made from an item (an item can make several).
 - ``Reject``: an item, or one object inside it, that could not be turned into grammar, with why.
 - ``SHARD_SCHEMA``: the columns every tokenized shard has.
+
+Split groups are derived once, at ingest, from the object the source already parsed, and carried as the
+``split_group`` column so the split stage never re-parses text to find them: a molecule's
+``scaffold:<Murcko SMILES>`` (``acyclic:<dedup key>`` without rings), a reaction's ``product:<canonical
+products>``, a material's ``key:<dedup key>``, a UniRef member's ``uniref:<cluster id>``. "" means "no
+fixed group": proteins, pockets, complexes and antibodies are clustered by sequence in the split stage.
+Shards written before the column existed (``SHARD_COLUMN_DEFAULTS``) read as "" everywhere, and split
+then derives every group from the text as it always did (same groups).
 """
 
 from __future__ import annotations
@@ -13,7 +21,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
 
 @dataclass(slots=True)
@@ -32,6 +42,8 @@ class Sample:
     source_id: str  # the id in the source: PDB id + chain/ligand, ChEMBL id, mp-id, patent + row
     dedup_key: str  # canonical key for exact dedup (issue: dedup stage); "" when not applicable
     metadata: dict[str, Any] = field(default_factory=dict)  # resolution, year, method, patent, ...
+    # The record's split group when the source knows it (see the module docstring); "" = derive in split.
+    split_group: str = ""
     # The grammar object the text was written from (not stored): lets `logos check roundtrip` compare the
     # decoded object with the source object rather than only the re-written text.
     obj: Any = field(default=None, repr=False, compare=False)
@@ -65,8 +77,12 @@ SHARD_SCHEMA = pa.schema(
         ("dedup_key", pa.string()),
         ("metadata", pa.string()),  # JSON object; query with polars' str.json_path_match or duckdb json
         ("source_uri", pa.string()),
+        ("split_group", pa.string()),  # "" = none fixed at ingest (module docstring)
     ]
 )
+
+# Columns added to SHARD_SCHEMA after shards were first written, with the value an older shard means.
+SHARD_COLUMN_DEFAULTS: dict[str, Any] = {"split_group": ""}
 
 REJECT_SCHEMA = pa.schema(
     [
@@ -93,6 +109,7 @@ def shard_row(sample: Sample, item: SourceItem, input_ids: list[int]) -> dict[st
         "dedup_key": sample.dedup_key,
         "metadata": json.dumps(sample.metadata, sort_keys=True, default=str),
         "source_uri": item.uri,
+        "split_group": sample.split_group,
     }
 
 
@@ -105,6 +122,29 @@ def reject_row(reject: Reject) -> dict[str, Any]:
         "reason_code": reject.reason_code,
         "reason": reject.reason,
     }
+
+
+def conform_shard_frame(frame: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame | pl.LazyFrame:
+    """``frame`` (a polars DataFrame or LazyFrame of shard rows) with every SHARD_SCHEMA column, in order: a
+    shard written before a column existed gets its ``SHARD_COLUMN_DEFAULTS`` value."""
+    import polars as pl
+
+    names = frame.collect_schema().names() if isinstance(frame, pl.LazyFrame) else frame.columns
+    # Absent (an older shard), or null (an older file scanned with a newer one, missing_columns="insert").
+    defaults = [(pl.col(k).fill_null(v) if k in names else pl.lit(v, dtype=pl.String)).alias(k)
+                for k, v in SHARD_COLUMN_DEFAULTS.items()]
+    return frame.with_columns(defaults).select(SHARD_SCHEMA.names)
+
+
+def conform_shard_batch(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """An Arrow batch of shard rows with every SHARD_SCHEMA column, in order, cast to its type."""
+    for name, value in SHARD_COLUMN_DEFAULTS.items():
+        if name not in batch.schema.names:
+            batch = batch.append_column(name, pa.array([value] * batch.num_rows, SHARD_SCHEMA.field(name).type))
+        elif batch[name].null_count:
+            column = pc.fill_null(batch[name], value)
+            batch = batch.set_column(batch.schema.get_field_index(name), name, column)
+    return batch.select(SHARD_SCHEMA.names).cast(SHARD_SCHEMA)
 
 
 def dedup_key(domain: str, canonical: str) -> str:

@@ -31,7 +31,7 @@ import polars as pl
 
 from grammar.tokenizer import TokenizerMismatch, check_same_tokenizer, default_tokenizer
 from pipeline.io import expand_inputs
-from pipeline.records import SHARD_SCHEMA
+from pipeline.records import SHARD_COLUMN_DEFAULTS, SHARD_SCHEMA, conform_shard_frame
 from pipeline.versions.manifest import InputRef, Manifest, TableRef, code_version, file_sha256, version_id
 from pipeline.versions.store import DatasetStore
 
@@ -152,7 +152,7 @@ def uri_input(spec: str) -> tuple[InputRef, list[str], list[str]]:
     for path in records + rejects:
         digest.update(f"{Path(path).name}\x00{file_sha256(Path(path))}\n".encode())
     for path in records:
-        missing = set(SHARD_SCHEMA.names) - set(pl.read_parquet_schema(path))
+        missing = set(SHARD_SCHEMA.names) - set(SHARD_COLUMN_DEFAULTS) - set(pl.read_parquet_schema(path))
         if missing:
             raise InputError(f"{path}: not a tokenized shard, missing columns {sorted(missing)}")
     return InputRef(uri=str(spec), checksum="sha256:" + digest.hexdigest()), records, rejects
@@ -177,7 +177,7 @@ def load_inputs(store: DatasetStore, specs: Sequence[str]) -> Inputs:
             ref, record_files, reject_files = uri_input(spec)
             refs.append(ref)
             tokenizers.append((spec, *ingest_tokenizer(spec)))
-            records.append(pl.scan_parquet(record_files).select(SHARD_SCHEMA.names))
+            records.append(conform_shard_frame(pl.scan_parquet(record_files, missing_columns="insert")))
             rejects.extend([pl.scan_parquet(reject_files)] if reject_files else [])
             files.extend(record_files)
         else:
