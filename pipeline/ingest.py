@@ -29,6 +29,7 @@ from typing import Any
 from pipeline.convert import ChunkStats, convert_items
 from pipeline.io import expand_inputs
 from pipeline.records import REJECT_SCHEMA, SHARD_SCHEMA, Reject
+from pipeline.redact import redact
 from pipeline.shards import part_name, reset_dir, write_rows
 from pipeline.sources import make_source, source_class
 from pipeline.sources.base import reason_code
@@ -61,7 +62,8 @@ class IngestSummary:
 
     def as_dict(self) -> dict[str, Any]:
         elapsed = round(self.elapsed_s, 3)
-        return {"config": self.config, "files": self.files, "tokenizer": self.tokenizer, **self.stats.as_dict(),
+        # Source options may carry storage credentials: never written (pipeline.redact).
+        return {"config": redact(self.config), "files": self.files, "tokenizer": self.tokenizer, **self.stats.as_dict(),
                 "elapsed_s": elapsed}
 
 

@@ -14,6 +14,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pipeline.redact import redact, redact_text, secret_values
+
 
 def now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
@@ -39,7 +41,11 @@ class RunRecord:
     def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         temporary = self.path.with_suffix(f".{os.getpid()}.tmp")
-        temporary.write_text(json.dumps(asdict(self), indent=1, default=str))
+        # The config may carry storage credentials (source options): written redacted, also inside the error.
+        record = redact(asdict(self))
+        if self.error:
+            record["error"] = redact_text(self.error, secret_values(self.config))
+        temporary.write_text(json.dumps(record, indent=1, default=str))
         os.replace(temporary, self.path)
 
     def dataset_refs(self) -> set[str]:

@@ -18,6 +18,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from pipeline.redact import redact
+
 MANIFEST_FORMAT = "logos-dataset/1"
 
 
@@ -62,7 +64,7 @@ class Manifest:
         return f"{self.name}@{self.version}"
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=1, sort_keys=True)
+        return json.dumps(redact(asdict(self)), indent=1, sort_keys=True)  # no credential is ever written
 
     @classmethod
     def from_json(cls, text: str) -> Manifest:
