@@ -29,7 +29,7 @@ from rdkit import Chem
 from rdkit.Chem import rdDetermineBonds
 from rdkit.Geometry import Point3D
 
-from grammar.errors import InvalidStructure
+from grammar.errors import DisorderedStructure, InvalidStructure
 from grammar.material.mof import MOF, is_metal
 
 BOND_SLACK = 0.45  # Å
@@ -43,6 +43,43 @@ Bond = tuple[int, int, tuple[int, int, int]]  # i, j, cell of j relative to i
 
 class MOFDecompositionError(InvalidStructure):
     reason_code = "mof_decomposition_failed"
+
+
+# One subclass per way a decomposition fails, so a rejects table can group them (``reason_code``).
+class NoMetal(MOFDecompositionError):
+    reason_code = "mof_no_metal"
+
+
+class PeriodicOrganicPart(MOFDecompositionError):
+    """The metal-free part is an infinite network (a covalent framework, or bonds the radii rule misses)."""
+
+    reason_code = "mof_periodic_organic_part"
+
+
+class UnboundFragment(MOFDecompositionError):
+    """A fragment bound to no metal: guest solvent or a counter-ion the CIF still holds."""
+
+    reason_code = "mof_unbound_fragment"
+
+
+class NoClosedShell(MOFDecompositionError):
+    reason_code = "mof_no_closed_shell"
+
+
+class MixedMetals(MOFDecompositionError):
+    """More than one metal element: the equal-share oxidation rule cannot split the charge among them."""
+
+    reason_code = "mof_mixed_metals"
+
+
+class ChargeUnbalanced(MOFDecompositionError):
+    """No single oxidation state in 0..4 balances the ligands' charge (often missing counter-ions)."""
+
+    reason_code = "mof_charge_unbalanced"
+
+
+class RodSBU(MOFDecompositionError):
+    reason_code = "mof_rod_sbu"
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +149,7 @@ def fragment_smiles(structure: Structure, fragment: Fragment, bonds: list[Bond],
         radicals = sum(atom.GetNumRadicalElectrons() for atom in mol.GetAtoms())
         if radicals == 0 and charged == abs(charge):
             return Chem.MolToSmiles(Chem.RemoveHs(mol)), charge
-    raise MOFDecompositionError(f"{where}no closed-shell charge state for fragment {_formula(structure, fragment)}")
+    raise NoClosedShell(f"{where}no closed-shell charge state for fragment {_formula(structure, fragment)}")
 
 
 def _formula(structure: Structure, fragment: Fragment) -> str:
@@ -128,10 +165,13 @@ class MOFDecomposition:
 def decompose_mof(structure: Structure, source_id: str | None = None) -> MOFDecomposition:
     """Nodes and linkers of a MOF crystal with explicit hydrogens (e.g. a CoRE MOF or QMOF CIF)."""
     where = f"{source_id}: " if source_id else ""
+    if not structure.is_ordered:
+        raise DisorderedStructure(f"{where}partial occupancies ({structure.composition.formula}): bonds and charges "
+                                  "need one atom per site")
     bonds = bonds_of(structure)
     metals = {i for i, site in enumerate(structure) if is_metal(site.specie.symbol)}
     if not metals:
-        raise MOFDecompositionError(f"{where}no metal atom")
+        raise NoMetal(f"{where}no metal atom")
     bound_metals: dict[int, set[int]] = defaultdict(set)
     for i, j, _ in bonds:
         if (i in metals) != (j in metals):
@@ -141,9 +181,9 @@ def decompose_mof(structure: Structure, source_id: str | None = None) -> MOFDeco
     node_atoms, ligand_charge = set(metals), 0
     for fragment in fragments_of(set(range(len(structure))) - metals, bonds):
         if fragment.periodic:
-            raise MOFDecompositionError(f"{where}the metal-free part {_formula(structure, fragment)} is periodic")
+            raise PeriodicOrganicPart(f"{where}the metal-free part {_formula(structure, fragment)} is periodic")
         if not any(bound_metals[a] for a in fragment.atoms):
-            raise MOFDecompositionError(f"{where}{_formula(structure, fragment)} binds no metal (solvent or ion?)")
+            raise UnboundFragment(f"{where}{_formula(structure, fragment)} binds no metal (solvent or ion?)")
         smiles, charge = fragment_smiles(structure, fragment, bonds, where)
         ligand_charge += charge
         if any(structure[a].specie.symbol == "C" for a in fragment.atoms):
@@ -154,15 +194,17 @@ def decompose_mof(structure: Structure, source_id: str | None = None) -> MOFDeco
     linkers = set(counts)
     elements = {structure[i].specie.symbol for i in metals}
     oxidation, remainder = divmod(-ligand_charge, len(metals))
-    if len(elements) != 1 or remainder or not 0 <= oxidation <= 4:
-        raise MOFDecompositionError(
+    if len(elements) != 1:
+        raise MixedMetals(f"{where}metals {sorted(elements)}: one metal element per framework only")
+    if remainder or not 0 <= oxidation <= 4:
+        raise ChargeUnbalanced(
             f"{where}ligand charge {ligand_charge} does not split into one oxidation state over {len(metals)} "
             f"metal atoms of {sorted(elements)}"
         )
     ion = f"[{elements.pop()}{'+' + str(oxidation) if oxidation else ''}]"
     for cluster in fragments_of(node_atoms, bonds):
         if cluster.periodic:
-            raise MOFDecompositionError(f"{where}inorganic unit {_formula(structure, cluster)} is periodic (rod SBU)")
+            raise RodSBU(f"{where}inorganic unit {_formula(structure, cluster)} is periodic (rod SBU)")
         parts = [ion if a in metals else node_ligands[a] for a in cluster.atoms if a in metals or a in node_ligands]
         counts[Chem.MolToSmiles(Chem.MolFromSmiles(".".join(parts)))] += 1
     nodes = set(counts) - linkers

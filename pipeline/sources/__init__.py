@@ -17,10 +17,11 @@ SOURCES: dict[str, str] = {
     "uspto": "pipeline.sources.uspto:UsptoSource",
     "smiles": "pipeline.sources.smiles:SmilesSource",
     "uniprot": "pipeline.sources.uniprot:UniprotSource",
+    "mof": "pipeline.sources.mof:MofSource",
 }
 # The domain an item belongs to before it is converted (for accounting of items rejected whole).
 PRIMARY_DOMAIN = {"pdb": "protein", "chembl": "molecule", "smiles": "molecule", "uspto": "reaction", "mp": "material",
-                  "uniprot": "protein"}
+                  "uniprot": "protein", "mof": "material"}
 
 
 def source_class(name: str) -> type:
