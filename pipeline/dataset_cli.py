@@ -41,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     mix = _stage(subparsers, "mix", "domain mixture weights and report -> a new dataset version")
     mix.add_argument("--weights", help="explicit weights, e.g. molecule=0.6,protein=0.4 (else temperature)")
-    mix.add_argument("--temperature", type=float, default=1.0, help="p_i ∝ n_i^(1/T)")
+    mix.add_argument("--temperature", type=float, help="p_i ∝ n_i^(1/T) (neither: LOGOS's published token shares)")
     mix.add_argument("--max-epochs", type=float, help="cap on epochs per domain and split")
     mix.add_argument("--budget", help="tokens per split, e.g. train=1000000 (default: the split's tokens)")
     mix.set_defaults(func=_mix)

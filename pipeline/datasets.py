@@ -46,6 +46,7 @@ from pipeline.versions.stage import (
 
 DEFAULT_EXACT, DEFAULT_NEAR, DEFAULT_SPLIT = ExactDedupConfig(), NearDedupConfig(), SplitConfig()
 DEFAULT_MIX, DEFAULT_EXPORT = MixConfig(), ExportConfig()
+NATURAL_MIX = MixConfig(temperature=1.0)  # export of an unmixed input: every domain in its own proportion
 
 __all__ = [
     "DatasetStore", "InputError", "StageRun",
@@ -201,7 +202,7 @@ def export_megatron_dataset(
         records = store.scan(source)
         tokenizer = stage_tokenizer(store, loaded)
         specials = len(tokenizer.prefix_ids) + 1
-        mixture = source.outputs.get("mixture") or mix(MixConfig(), *token_counts(records, specials)).as_dict()
+        mixture = source.outputs.get("mixture") or mix(NATURAL_MIX, *token_counts(records, specials)).as_dict()
         weights: dict[str, dict[str, float]] = {}
         for share in mixture["shares"]:
             weights.setdefault(share["split"], {})[share["domain"]] = share["weight"]

@@ -3,7 +3,11 @@
 Weights are token shares (a Megatron blend weight is the share of fixed-length samples, hence of
 tokens). Either explicit per-domain weights (normalized over the domains a split has; a domain with
 data but no weight is left out of the mixture), or temperature sampling ``p_i ∝ n_i^(1/T)`` over the
-domains' token counts ``n_i`` (T=1: natural proportions; larger T flattens towards uniform).
+domains' token counts ``n_i`` (T=1: natural proportions; larger T flattens towards uniform). With
+neither set, the default is ``LOGOS_TOKEN_SHARES``: LOGOS's published token volume per domain, so a
+corpus holding every domain is mixed in LOGOS's proportions whatever each domain's size here (domains
+missing here drop out and the rest are renormalized). A weight whose name joins domains with ``+``
+(``reaction+material``: LOGOS publishes only their sum) is shared among them in proportion to their tokens.
 
 The token budget of a split (default: all its tokens, i.e. one natural pass) turns a weight into
 effective tokens ``p_i * B`` and epochs ``p_i * B / n_i``. With ``max_epochs``, a domain whose epochs
@@ -19,6 +23,11 @@ import math
 from dataclasses import asdict, dataclass, field
 
 SPLIT_ORDER = ("train", "valid", "test", "all")
+# LOGOS (arXiv 2606.16905), data volume by domain in billions of tokens: protein sequences, antibodies,
+# protein-ligand interactions (complexes), protein-pocket records, molecules, reactions and materials together.
+LOGOS_TOKEN_SHARES: dict[str, float] = {
+    "protein": 28.9, "antibody": 3.0, "complex": 4.6, "pocket": 5.8, "molecule": 2.1, "reaction+material": 0.47,
+}
 
 
 def split_rank(split: str) -> int:
@@ -27,13 +36,13 @@ def split_rank(split: str) -> int:
 
 @dataclass(frozen=True)
 class MixConfig:
-    weights: dict[str, float] | None = None  # explicit per-domain weights; None: temperature sampling
-    temperature: float = 1.0
+    weights: dict[str, float] | None = None  # explicit per-domain weights ("a+b": shared by tokens)
+    temperature: float | None = None  # temperature sampling, when no weights; neither: LOGOS_TOKEN_SHARES
     max_epochs: float | None = None  # cap on epochs per domain and split
     budget: dict[str, int] = field(default_factory=dict)  # tokens per split; default: the split's tokens
 
     def __post_init__(self) -> None:
-        if self.temperature <= 0:
+        if self.temperature is not None and self.temperature <= 0:
             raise ValueError(f"temperature must be positive, got {self.temperature}")
         if self.weights is not None and (not self.weights or min(self.weights.values()) < 0):
             raise ValueError(f"weights must be non-negative and not empty, got {self.weights}")
@@ -84,14 +93,26 @@ class Mixture:
 
 def base_weights(config: MixConfig, tokens: dict[str, int]) -> dict[str, float]:
     present = {d: n for d, n in tokens.items() if n > 0}
-    if config.weights is not None:
-        raw = {d: float(config.weights.get(d, 0.0)) for d in present}
-    else:
+    if config.weights is None and config.temperature is not None:
         raw = {d: math.pow(n, 1.0 / config.temperature) for d, n in present.items()}
+    else:
+        raw = domain_weights(LOGOS_TOKEN_SHARES if config.weights is None else config.weights, present)
     total = sum(raw.values())
     if total <= 0:
         raise ValueError(f"no domain with data has a positive weight (domains {sorted(present)}, weights {raw})")
     return {d: w / total for d, w in raw.items()}
+
+
+def domain_weights(weights: dict[str, float], present: dict[str, int]) -> dict[str, float]:
+    """Unnormalized weight of each present domain; a ``a+b`` weight is shared by a and b in proportion to
+    their tokens (all of it to whichever is present)."""
+    raw = {d: 0.0 for d in present}
+    for name, weight in weights.items():
+        members = {d: present[d] for d in name.split("+") if d in present}
+        total = sum(members.values())
+        for domain, n in members.items():
+            raw[domain] += float(weight) * n / total
+    return raw
 
 
 def capped_weights(weights: dict[str, float], tokens: dict[str, int], budget: float, max_epochs: float | None):
