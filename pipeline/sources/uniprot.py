@@ -29,8 +29,9 @@ Alphabet policy (the grammar's residue alphabet is the 20 standard amino acids p
   (``sequence_too_short``/``sequence_too_long``).
 
 Dedup key: the sequence (``dedup_key("protein", sequence)``, the same key the PDB source gives a chain).
-Split: UniRef records carry ``uniref_cluster_id``, the group their split should follow; other records
-are grouped by the protein clustering of ``pipeline.split``.
+Split: a UniRef record's split group is its cluster, ``uniref:<cluster id>`` (``Sample.split_group``), so
+the split stage keeps each UniRef cluster whole without re-clustering it; other records leave the group
+empty and are grouped by the protein clustering of ``pipeline.split``.
 """
 
 from __future__ import annotations
@@ -171,8 +172,9 @@ class UniprotSource:
             metadata["ambiguous_residues"] = replaced
         protein = Protein((Chain(sequence, chain_id=metadata.get("chain_id", "")),), source_id=source_id)
         text = FORMATS["protein"].write(protein)
+        cluster = metadata.get("uniref_cluster_id")
         return Conversion(samples=[Sample("protein", "protein", text, source_id, dedup_key("protein", sequence),
-                                          metadata, obj=protein)])
+                                          metadata, split_group=f"uniref:{cluster}" if cluster else "", obj=protein)])
 
     def policy_sequence(self, raw: str) -> tuple[str, dict[str, int]]:
         """The sequence as the grammar writes it, and the ambiguity codes replaced (see the module docstring)."""
