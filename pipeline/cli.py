@@ -32,6 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     roundtrip.add_argument("inputs", nargs="+", metavar="INPUT")
     roundtrip.add_argument("--ccd", help="pdb: a components.cif(.gz) consulted before the bundled CCD")
     roundtrip.add_argument("--json", action="store_true", help="print the counts as JSON")
+    roundtrip.add_argument("--failures", metavar="FILE",
+                           help="write every record whose round trip failed as JSON Lines (file, locator, id, task, "
+                                "reason, detail); the file is written, empty, when none failed. Exit 1 on any failure")
     _add_options(roundtrip)
     roundtrip.set_defaults(func=_roundtrip)
 
@@ -93,11 +96,19 @@ def _ingest(args: argparse.Namespace) -> int:
 def _roundtrip(args: argparse.Namespace) -> int:
     from pipeline.check import check_roundtrip
 
-    report = check_roundtrip(args.source, args.inputs, _options(args))
+    failures: list = []
+    report = check_roundtrip(args.source, args.inputs, _options(args), failures)
+    if args.failures:
+        with open(args.failures, "w") as handle:
+            handle.writelines(json.dumps(failure.as_dict()) + "\n" for failure in failures)
     if args.json:
         print(json.dumps(report, indent=1))
     else:
         for domain, counts in report["domains"].items():
             print(f"{domain:10s} read={counts['read']} valid={counts['valid']} "
                   f"round_trip_ok={counts['round_trip_ok']} rejected={counts['rejected']}")
+    if failures:
+        where = f"; listed in {args.failures}" if args.failures else "; --failures FILE lists them"
+        print(f"logos check roundtrip: {len(failures)} records failed the round trip{where}", file=sys.stderr)
+        return 1
     return 0
