@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from grammar.antibody import parse_antibody, parse_antibody_antigen, write_antibody, write_antibody_antigen
 from grammar.complex import Complex, ComplexForm, parse_complex, write_complex
 from grammar.errors import MalformedText
 from grammar.lexer import TokenStream
@@ -19,6 +20,8 @@ from grammar.pocket import parse_pocket, parse_search, parse_trans, write_pocket
 from grammar.protein import parse_protein, write_protein
 from grammar.reaction import parse_reaction, parse_reverse_reaction, write_reaction, write_reverse_reaction
 from grammar.tags import (
+    ANTIBODY_E,
+    ANTIBODY_S,
     MATERIAL_S,
     METAL_S,
     MOLECULE_S,
@@ -86,6 +89,8 @@ FORMATS: dict[str, Format] = {
         Format("react", "reaction", write_reaction, parse_reaction),
         Format("reverse_react", "reaction", write_reverse_reaction, parse_reverse_reaction),
         *_material_formats(),
+        Format("antibody", "antibody", write_antibody, parse_antibody),
+        Format("antibody_antigen", "antibody", write_antibody_antigen, parse_antibody_antigen),
     ]
 }
 DOMAINS: tuple[str, ...] = tuple(dict.fromkeys(f.domain for f in FORMATS.values()))
@@ -97,6 +102,9 @@ def detect_task(text: str) -> str:
     present = set(tokens)
     if not tokens:
         raise MalformedText("empty grammar text", position=0, text=text)
+    if tokens[0] == ANTIBODY_S:
+        closed = tokens.index(ANTIBODY_E) + 1 if ANTIBODY_E in present else len(tokens)
+        return "antibody_antigen" if closed < len(tokens) else "antibody"
     if tokens[0] == MATERIAL_S:
         return "mof" if METAL_S in present else "material"
     for task_token, task in ((SEARCH, "search"), (TRANS, "trans"), (REACT, "react"), (REVERSE_REACT, "reverse_react")):

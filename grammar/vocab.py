@@ -12,10 +12,11 @@ import json
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 
-from grammar.tags import GRAMMAR_TAGS, SPECIAL_TOKENS
+from grammar.tags import OBJECT_TAGS, REGION_TAGS, SPECIAL_TOKENS, TASK_TOKENS
 
 # 2: <AntibodyS>/<AntibodyE> joined the tags (LOGOS's antibody tags).
-VOCAB_VERSION = "logos-grammar-2"
+# 3: <CdrS>/<CdrE> (grammar.antibody) appended as the last group: every version-2 token keeps its id.
+VOCAB_VERSION = "logos-grammar-3"
 
 
 @dataclass(frozen=True)
@@ -66,9 +67,10 @@ def grammar_vocabulary() -> Vocabulary:
     return Vocabulary(
         groups=(
             ("special", SPECIAL_TOKENS),
-            ("tags", GRAMMAR_TAGS),
+            ("tags", OBJECT_TAGS + TASK_TOKENS),
             ("residues", tuple(RESIDUE_ALPHABET)),
             ("smiles", smiles_tokens()),
             ("material", material_tokens()),
+            ("regions", REGION_TAGS),
         )
     )

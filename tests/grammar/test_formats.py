@@ -20,7 +20,7 @@ def test_every_fixture_string_is_detected_parsed_and_rewritten_identically():
 
 
 def test_domains_cover_the_logos_objects():
-    assert set(DOMAINS) == {"protein", "pocket", "complex", "molecule", "reaction", "material"}
+    assert set(DOMAINS) == {"protein", "pocket", "complex", "molecule", "reaction", "material", "antibody"}
 
 
 @pytest.mark.parametrize("text", ["", "CCO", "<PocketS>K<PocketE>", "<MaterialE>"])

@@ -74,7 +74,7 @@ def test_vocabulary_fits_uint16_and_carries_version_and_hash(tmp_path):
     tokenizer = default_tokenizer()
     assert tokenizer.vocab_size < 65_500
     meta = json.loads((tokenizer.save(tmp_path) / "grammar_vocab.json").read_text())
-    assert meta["version"] == "logos-grammar-2" and meta["content_hash"].startswith("sha256:")
+    assert meta["version"] == "logos-grammar-3" and meta["content_hash"].startswith("sha256:")
     assert meta["size"] == tokenizer.vocab_size == len(meta["tokens"])
 
 
