@@ -18,10 +18,12 @@ SOURCES: dict[str, str] = {
     "smiles": "pipeline.sources.smiles:SmilesSource",
     "uniprot": "pipeline.sources.uniprot:UniprotSource",
     "mof": "pipeline.sources.mof:MofSource",
+    "antibody": "pipeline.sources.antibody:AntibodySource",
 }
 # The domain an item belongs to before it is converted (for accounting of items rejected whole).
 PRIMARY_DOMAIN = {"pdb": "protein", "chembl": "molecule", "smiles": "molecule", "uspto": "reaction", "mp": "material",
-                  "uniprot": "protein", "mof": "material"}
+                  "uniprot": "protein", "mof": "material",
+                  "antibody": "antibody"}
 
 
 def source_class(name: str) -> type:
