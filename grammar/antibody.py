@@ -115,6 +115,11 @@ class AntibodyAntigen:
         if not self.antibody.has_paratope:
             raise InvalidResidue("an antibody–antigen pair needs paratope residues")
 
+    @property
+    def chains(self) -> tuple[AntibodyChain | Chain, ...]:
+        """Every chain, antibody then antigen: what the split stage clusters the pair by."""
+        return self.antibody.chains + self.antigen.protein.chains
+
 
 def _write_chain(chain: AntibodyChain | None) -> str:
     if chain is None:

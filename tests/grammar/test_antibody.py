@@ -110,3 +110,10 @@ def test_cdr_tokens_close_both_vocabularies():
     assert GRAMMAR_TAGS[-2:] == (CDR_S, CDR_E)  # the HF extension adds GRAMMAR_TAGS as special tokens
     tokenizer = default_tokenizer()
     assert tokenizer.encode(CDR_S + CDR_E)[-2:] == [vocab.ids[CDR_S], vocab.ids[CDR_E]]
+
+
+def test_chains_for_the_split_stage_cover_antibody_and_antigen():
+    heavy = AntibodyChain(HEAVY.sequence, HEAVY.cdrs, paratope=(2,))
+    pair = AntibodyAntigen(Antibody(heavy, LIGHT), BindingSite(Protein.from_sequences("MKTAYIAKQR"), Pocket(((0, 3),))))
+    assert [c.sequence for c in pair.chains] == [HEAVY.sequence, LIGHT.sequence, "MKTAYIAKQR"]
+    assert [c.sequence for c in Antibody(None, LIGHT).chains] == [LIGHT.sequence]
