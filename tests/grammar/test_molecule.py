@@ -1,23 +1,40 @@
 from __future__ import annotations
 
+import csv
+
 import pytest
 from rdkit import Chem
 
 from grammar.errors import InvalidSmiles, MalformedText, UnknownToken
 from grammar.molecule import Molecule, parse_molecule, smiles_tokens, write_molecule
 from grammar.tokenizer import default_tokenizer
-from tests.grammar.real_data import raw_smiles
+from tests.grammar.real_data import DATA, raw_smiles
 
 
-def test_every_rdkit_valid_fixture_molecule_round_trips_to_the_same_canonical_smiles():
+def test_decoded_molecules_have_chembls_published_inchikeys():
+    """ChEMBL's own table (chemreps: canonical_smiles, standard_inchi_key): the molecule decoded from the grammar
+    text has the InChIKey ChEMBL published for it (InChI, the IUPAC algorithm, not RDKit's canonical SMILES)."""
+    with open(DATA / "chembl/chembl_30_chemreps_100.txt") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    assert len(rows) == 100
+    for row in rows:
+        decoded = parse_molecule(write_molecule(Molecule.from_smiles(row["canonical_smiles"])))
+        assert Chem.MolToInchiKey(Chem.MolFromSmiles(decoded.smiles)) == row["standard_inchi_key"], row["chembl_id"]
+
+
+def test_every_rdkit_valid_fixture_molecule_round_trips_to_the_same_molecule():
+    """Same molecule judged by standard InChI (an independent canonical form) of the input and of the decoded
+    SMILES; the text itself is stable (write(parse(text)) == text) and tokenizes losslessly."""
     tokenizer = default_tokenizer()
     valid = [s for s in raw_smiles() if Chem.MolFromSmiles(s) is not None]
     assert len(valid) > 5000
     texts = []
     for smiles in valid:
-        expected = Chem.MolToSmiles(Chem.MolFromSmiles(smiles))  # RDKit directly, not through the grammar
         text = write_molecule(Molecule.from_smiles(smiles))
-        assert parse_molecule(text).smiles == expected, smiles
+        decoded = parse_molecule(text)
+        source_inchi = Chem.MolToInchi(Chem.MolFromSmiles(smiles))
+        assert Chem.MolToInchi(Chem.MolFromSmiles(decoded.smiles)) == source_inchi, smiles
+        assert write_molecule(decoded) == text
         texts.append(text)
     ids = tokenizer.encode_batch(texts)
     assert tokenizer.decode_batch(ids) == texts

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -8,7 +9,6 @@ import pytest
 from tokenizers import Tokenizer
 
 from grammar.errors import UnknownToken
-from grammar.lexer import split_pieces
 from grammar.tokenizer import GrammarTokenizer, default_tokenizer
 from tests.grammar.corpus import grammar_corpus
 
@@ -20,12 +20,42 @@ def test_lossless_on_every_fixture_string():
     assert tokenizer.decode_batch(tokenizer.encode_batch(corpus)) == corpus
 
 
-def test_rust_ids_equal_the_pure_python_reference_encoder():
+# The SMILES tokenization regex published with the Molecular Transformer (Schwaller et al., ACS Cent. Sci.
+# 2019, 5, 1572; SMI_REGEX_PATTERN of its code), copied from the paper, not from grammar.lexer.
+SCHWALLER_SMILES_REGEX = re.compile(
+    r"(\[[^\]]+]|Br?|Cl?|N|O|S|P|F|I|b|c|n|o|s|p|\(|\)|\.|=|#|-|\+|\\|\/|:|~|@|\?|>|\*|\$|\%[0-9]{2}|[0-9])"
+)
+ANGLE_TAG = re.compile(r"(<[^<>]+>)")
+
+
+def reference_pieces(text: str) -> list[str]:
+    """An independent tokenization: every <tag> one piece; protein residues one piece per letter (a one-letter
+    pocket residue too); every SMILES (molecules, SMILES-expanded pocket residues) by the published regex,
+    which must cover it entirely."""
+    pieces: list[str] = []
+    in_protein = in_pocket = False
+    for part in ANGLE_TAG.split(text):
+        if not part:
+            continue
+        if ANGLE_TAG.fullmatch(part):
+            pieces.append(part)
+            in_protein = {"<ProteinS>": True, "<ProteinE>": False}.get(part, in_protein)
+            in_pocket = {"<PocketS>": True, "<PocketE>": False}.get(part, in_pocket)
+        elif in_protein and (not in_pocket or len(part) == 1):
+            pieces += list(part)
+        else:
+            smiles = SCHWALLER_SMILES_REGEX.findall(part)
+            assert "".join(smiles) == part, f"the published SMILES regex does not cover {part!r}"
+            pieces += smiles
+    return pieces
+
+
+def test_rust_ids_equal_an_independent_reference_tokenization():
     tokenizer = default_tokenizer()
     ids = tokenizer.vocab.ids
     corpus = grammar_corpus()
     rust = tokenizer.encode_batch(corpus)
-    assert rust == [[ids[piece] for piece in split_pieces(text)] for text in corpus]
+    assert rust == [[ids[piece] for piece in reference_pieces(text)] for text in corpus]
     assert tokenizer.encode_batch(corpus, engine="python") == rust
     assert tokenizer.encode_batch(corpus[:50], special=True, engine="python") == tokenizer.encode_batch(
         corpus[:50], special=True

@@ -214,14 +214,11 @@ def protein_samples(planted: Planted, rejects: list[Reject]) -> Iterator[tuple[S
 
 
 def material_samples(planted: Planted, rejects: list[Reject]) -> Iterator[tuple[Sample, SourceItem]]:
-    """Crystals, when the material grammar is present (another engineer is writing it)."""
-    try:
-        from grammar.material import Crystal
-    except ImportError:
-        return
+    """Crystals from the pymatgen Structure JSONs, as the mp source writes them."""
     from pymatgen.core import Structure
     from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
+    from grammar.material import Crystal
     from pipeline.records import material_group_key
 
     for path in sorted((DATA / "mp" / "structures").glob("*.json")):
@@ -282,7 +279,3 @@ def write_ingest_output(root: Path) -> Shards:
 def shards(tmp_path_factory: pytest.TempPathFactory) -> Shards:
     return write_ingest_output(tmp_path_factory.mktemp("ingest"))
 
-
-@pytest.fixture(scope="session")
-def has_materials(shards: Shards) -> bool:
-    return "material" in shards.records["domain"].unique().to_list()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import polars as pl
-import pytest
 from rdkit import Chem
 
 from grammar.formats import FORMATS
@@ -85,9 +84,7 @@ def test_kept_rule_is_deterministic_and_follows_source_priority(shards):
         assert winner["source_id"] in kept_source_ids(first), key
 
 
-def test_crystal_groups_use_the_structure_matcher(shards, has_materials):
-    if not has_materials:
-        pytest.skip("grammar.material is not available: no crystal records in the fixture")
+def test_crystal_groups_use_the_structure_matcher(shards):
     result = exact_dedup(ExactDedupConfig(), shards.records)
     strained = result.duplicates.filter(pl.col("source_id") == "LiFePO4:strained")
     assert strained["duplicate_of_source_id"].to_list() == ["LiFePO4"]

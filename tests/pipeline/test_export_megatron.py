@@ -7,15 +7,14 @@ import json
 import numpy as np
 import polars as pl
 import pytest
+from megatron.core.datasets.indexed_dataset import IndexedDataset
 
 from grammar.tokenizer import default_tokenizer
 from pipeline.dedup import ExactDedupConfig, exact_dedup
 from pipeline.export_megatron import ExportConfig, export_megatron, megatron_dtype
 from pipeline.mix import MixConfig, mix
 from pipeline.split import ProteinClusterConfig, SplitConfig, assign_splits
-
-pytest.importorskip("megatron.core")
-from megatron.core.datasets.indexed_dataset import IndexedDataset
+from training.blend import read_blend
 
 WEIGHTS = {"molecule": 0.5, "reaction": 0.3, "protein": 0.15, "material": 0.05}
 
@@ -80,8 +79,7 @@ def test_blend_file_names_weights_tokenizer_and_dataset(exported):
         assert entry["weights"] == [weights[split][d] for d in entry["domains"]]
         assert entry["prefixes"] == [f"megatron/{split}/{d}" for d in entry["domains"]]
     assert blend["dataset"] == {"name": "t", "version": "v"}
-    training_blend = pytest.importorskip("training.blend")  # the training side's reader accepts it
-    train = training_blend.read_blend(result.blend_path).split("train")
+    train = read_blend(result.blend_path).split("train")  # the training side's reader accepts it
     assert train.domains == tuple(blend["splits"]["train"]["domains"])
 
 

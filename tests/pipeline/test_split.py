@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-
 import polars as pl
 import pytest
 from rdkit import Chem
@@ -87,12 +85,12 @@ def test_protein_families_stay_together_with_the_minhash_fallback(split, shards)
     check_protein_families(split.records, shards)
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(shutil.which("mmseqs") is None, reason="mmseqs not on PATH (apt-get install mmseqs2)")
 def test_protein_clusters_with_mmseqs(deduped, shards):
-    config = SplitConfig(fractions=(0.6, 0.2, 0.2), proteins=ProteinClusterConfig(method="mmseqs"))
+    """The production path: method "auto" runs MMseqs2 (installed in CI by .ci/run; never a silent fallback)."""
+    config = SplitConfig(fractions=(0.6, 0.2, 0.2))
+    assert config.proteins.method == "auto"
     result = assign_splits(config, deduped)
-    assert result.protein_method == "mmseqs"
+    assert result.protein_method == "mmseqs", "mmseqs2 must be on PATH (Debian package mmseqs2, see .ci/run)"
     check_protein_families(result.records, shards)
     proteins = result.records.filter(pl.col("domain") == "protein")
     groups = dict(zip(proteins["source_id"], proteins["group"], strict=True))
