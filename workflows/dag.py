@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from hamilton.function_modifiers import parameterize, source, value
+from hamilton.function_modifiers import group, inject, parameterize, source, value
 from hamilton.function_modifiers.metadata import ray_remote_options
 
 from pipeline.sources import SOURCES, source_class
@@ -84,13 +84,10 @@ def _shards_ref(source_name: str, out: Path) -> ShardsRef:
     return ShardsRef(source_name, str(out), summary["items"], summary["records"])
 
 
-def ingested(
-    chembl_shards: ShardsRef | Planned | None, mp_shards: ShardsRef | Planned | None,
-    pdb_shards: ShardsRef | Planned | None, smiles_shards: ShardsRef | Planned | None,
-    uspto_shards: ShardsRef | Planned | None,
-) -> list[ShardsRef | Planned]:
-    """Every configured source's shards, in source-name order."""
-    return [s for s in (chembl_shards, mp_shards, pdb_shards, smiles_shards, uspto_shards) if s is not None]
+@inject(shards=group(*(source(f"{s}_shards") for s in SOURCE_NAMES)))
+def ingested(shards: list[ShardsRef | Planned | None]) -> list[ShardsRef | Planned]:
+    """Every configured source's shards, in source-name order (one input per registered source)."""
+    return [s for s in shards if s is not None]
 
 
 def _dataset(run: Any, store_root: Path) -> DatasetRef:

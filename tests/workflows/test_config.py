@@ -11,7 +11,7 @@ from workflows.config import load_workflow
 
 def test_bundled_configs_load():
     demo, full = load_workflow("demo"), load_workflow("full")
-    assert set(demo.config.ingest.sources) == {"pdb", "chembl", "mp", "uspto"}
+    assert {"pdb", "chembl", "mp", "uspto", "uniprot", "mof"} <= set(demo.config.ingest.sources)
     assert full.config.train["model"] == {"preset": "1b"} and full.config.ingest.workers == 64
     assert all((demo.base_dir / i).resolve().exists() for s in demo.config.ingest.sources.values() for i in s.inputs)
 
