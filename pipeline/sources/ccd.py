@@ -20,6 +20,7 @@ import mmap
 import re
 import warnings
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from rdkit import Chem
@@ -37,6 +38,34 @@ CCD_BUNDLED = "ccd_bundled"
 PERCEIVED = "perceived_from_coordinates"  # bond orders from xyz2mol on a ligand with modelled hydrogens
 CONNECTIVITY_ONLY = "connectivity_from_coordinates"  # single bonds only: a saturated stand-in
 TETRAHEDRAL = (Chem.ChiralType.CHI_UNSPECIFIED, Chem.ChiralType.CHI_TETRAHEDRAL_CW, Chem.ChiralType.CHI_TETRAHEDRAL_CCW)
+
+
+@lru_cache(maxsize=1)
+def peptide_one_letter_codes() -> dict[str, str]:
+    """CCD id -> one-letter code(s) of every peptide-linking component, from the CCD's own ``_chem_comp``
+    table (biotite's bundled CCD): ``one_letter_code``, else the code of ``mon_nstd_parent_comp_id`` when
+    that is one component. MSE -> M, DAL -> A (D-residues carry their L parent's letter, as the CCD gives),
+    and a chromophore keeps the CCD's several letters (CRO -> TYG: the tripeptide it formed from, as in
+    wwPDB's ``pdbx_seq_one_letter_code_can``). Components with neither map to X. Loads in ~1 s, once."""
+    from biotite.structure.info.ccd import get_ccd
+
+    table = get_ccd()["chem_comp"]
+    ids = table["id"].as_array()
+    codes = table["one_letter_code"].as_array()
+    parents = table["mon_nstd_parent_comp_id"].as_array()
+    kinds = np.char.lower(table["type"].as_array().astype(str))
+    own = {
+        ccd_id: code.strip().upper()
+        for ccd_id, code in zip(ids.tolist(), codes.tolist(), strict=True)
+        if code.strip() not in ("?", ".", "")
+    }
+    found = {}
+    for ccd_id, parent, kind in zip(ids.tolist(), parents.tolist(), kinds.tolist(), strict=True):
+        if "peptide" not in kind:
+            continue
+        code = own.get(ccd_id) or own.get(parent.strip(), "X")
+        found[ccd_id] = code if code.isalpha() else "X"
+    return found
 
 
 class ComponentError(ValueError):
@@ -66,6 +95,7 @@ class ComponentDictionary:
         self.storage_options = storage_options
         self._user = _ComponentFile(components_path, storage_options) if components_path else None
         self._cache: dict[str, ComponentSmiles | ComponentError | None] = {}
+        self._linked: dict[tuple, ComponentSmiles | ComponentError] = {}
 
     def __getstate__(self) -> dict:  # ship the settings to workers, not a loaded dictionary
         return {"path": self.components_path, "bundled": self.use_bundled, "options": self.storage_options}
@@ -85,6 +115,20 @@ class ComponentDictionary:
             raise found
         return found
 
+    def linked(self, name: str, members: tuple[str, ...], links: tuple[Link, ...]) -> ComponentSmiles:
+        """A branched ligand's SMILES (``linked_component_smiles``; bundled CCD only, as it alone carries the
+        leaving-atom flags), cached per (members, links)."""
+        key = (members, links)
+        if key not in self._linked:
+            try:
+                self._linked[key] = linked_component_smiles(name, members, links)
+            except ComponentError as exc:
+                self._linked[key] = exc
+        found = self._linked[key]
+        if isinstance(found, ComponentError):
+            raise found
+        return found
+
     def _lookup(self, ccd_id: str) -> ComponentSmiles | None:
         if self._user is not None:
             atoms = self._user.atoms(ccd_id)
@@ -99,6 +143,134 @@ class ComponentDictionary:
                 return None
             return _component_smiles(ccd_id, atoms, CCD_BUNDLED)
         return None
+
+
+# One covalent link inside a branched entity: (member index, atom name, member index, atom name).
+Link = tuple[int, str, int, str]
+
+
+def linked_component_smiles(name: str, members: tuple[str, ...], links: tuple[Link, ...]) -> ComponentSmiles:
+    """SMILES of residues joined by the structure's links (an oligosaccharide of a branched entity).
+
+    Each member is its CCD component (biotite's bundled CCD: atoms, bonds, charges, ideal coordinates and
+    ``pdbx_leaving_atom_flag``). A link bonds the two named atoms and removes, on each side, the atoms the
+    CCD flags as leaving that hang on the linked atom (a glycosidic C1 loses O1 and HO1, the O4 it binds
+    loses HO4): the glycosidic O is counted once. RDKit sanitization then checks every valence.
+
+    Stereo comes from each member's ideal coordinates. A linked atom that lost a leaving atom (C1) sees
+    its new neighbour (the partner's O4) in the partner's frame, so its parity is read from a second
+    conformer in which that neighbour sits where the leaving atom sat; every other atom keeps its own frame.
+    """
+    import biotite.structure.info as info
+    from biotite.interface.rdkit import to_mol
+
+    merged = Chem.RWMol()
+    coords: list[np.ndarray] = []
+    index: dict[tuple[int, str], int] = {}
+    member_of: list[int] = []
+    leaving: set[int] = set()
+    for m, ccd_id in enumerate(members):
+        try:
+            atoms = info.residue(ccd_id, allow_missing_coord=True)
+        except KeyError:
+            raise ComponentError("unknown_component", f"{name}: member {ccd_id} is not in the bundled CCD") from None
+        flags = _leaving_atom_names(ccd_id)
+        offset = merged.GetNumAtoms()
+        try:
+            merged.InsertMol(to_mol(atoms))
+        except Exception as exc:  # biotite raises several types for odd bond/charge tables
+            raise ComponentError("ccd_conversion_failed", f"{name}: member {ccd_id}: {exc}") from exc
+        coords.append(np.asarray(atoms.coord, dtype=np.float64))
+        for k, atom_name in enumerate(atoms.atom_name.tolist()):
+            index[(m, atom_name)] = offset + k
+            member_of.append(m)
+            if atom_name in flags:
+                leaving.add(offset + k)
+    position = np.concatenate(coords)
+    moved = position.copy()  # the second conformer: partners placed where the leaving atoms were
+    linked_carbons: set[int] = set()
+    removed: set[int] = set()
+    for m1, atom1, m2, atom2 in links:
+        try:
+            one, two = index[(m1, atom1)], index[(m2, atom2)]
+        except KeyError as exc:
+            raise ComponentError("invalid_link", f"{name}: link atom {exc.args[0]} is not in its component") from None
+        merged.AddBond(one, two, Chem.BondType.SINGLE)
+        for this, other in ((one, two), (two, one)):
+            gone = _leaving_group(merged, this, leaving, member_of)
+            heavy = [i for i in gone if merged.GetAtomWithIdx(i).GetAtomicNum() > 1]
+            if heavy:
+                linked_carbons.add(this)
+                moved[other] = position[heavy[0]]
+            removed |= gone
+    kept = [i for i in range(merged.GetNumAtoms()) if i not in removed]
+    merged.BeginBatchEdit()
+    for i in removed:
+        merged.RemoveAtom(i)
+    merged.CommitBatchEdit()
+    new_index = {old: new for new, old in enumerate(kept)}
+    mol = merged.GetMol()
+    try:
+        Chem.SanitizeMol(mol)
+    except Exception as exc:  # RDKit raises one of several sanitization exception types
+        raise ComponentError("invalid_smiles", f"{name}: linked residues fail sanitization: {exc}") from exc
+    own_frames = _chiral_tags(mol, position[kept])
+    link_frames = _chiral_tags(mol, moved[kept])
+    carbons = {new_index[i] for i in linked_carbons}
+    for atom in mol.GetAtoms():
+        tags = link_frames if atom.GetIdx() in carbons else own_frames
+        atom.SetChiralTag(tags[atom.GetIdx()])
+    smiles = finish_smiles(mol, name, stereo_from_3d=False)
+    heavy = sum(atom.GetAtomicNum() > 1 for atom in mol.GetAtoms())
+    return ComponentSmiles(name, smiles, CCD_BUNDLED, heavy)
+
+
+def _leaving_group(mol: Chem.RWMol, atom: int, leaving: set[int], member_of: list[int]) -> set[int]:
+    """Atoms flagged leaving that hang on ``atom`` within its own residue, with their leaving neighbours."""
+    found: set[int] = set()
+    stack = [n.GetIdx() for n in mol.GetAtomWithIdx(atom).GetNeighbors()]
+    while stack:
+        i = stack.pop()
+        if i in found or i not in leaving or member_of[i] != member_of[atom]:
+            continue
+        found.add(i)
+        stack.extend(n.GetIdx() for n in mol.GetAtomWithIdx(i).GetNeighbors())
+    return found
+
+
+def _chiral_tags(mol: Chem.Mol, coordinates: np.ndarray) -> list[Chem.ChiralType]:
+    copy = Chem.Mol(mol)
+    conformer = Chem.Conformer(copy.GetNumAtoms())
+    for i, xyz in enumerate(coordinates.tolist()):
+        conformer.SetAtomPosition(i, xyz)
+    copy.RemoveAllConformers()
+    copy.AddConformer(conformer, assignId=True)
+    Chem.AssignStereochemistryFrom3D(copy)
+    return [atom.GetChiralTag() for atom in copy.GetAtoms()]
+
+
+@lru_cache(maxsize=4096)
+def _leaving_atom_names(ccd_id: str) -> frozenset[str]:
+    """Atom names the bundled CCD flags ``pdbx_leaving_atom_flag = Y`` (biotite's AtomArray lacks them)."""
+    from biotite.structure.info.ccd import get_ccd
+
+    table = get_ccd()["chem_comp_atom"]
+    rows = _leaving_flag_rows()
+    start, end = rows.get(ccd_id, (0, 0))
+    names = table["atom_id"].as_array()[start:end].tolist()
+    flags = table["pdbx_leaving_atom_flag"].as_array()[start:end].tolist()
+    return frozenset(n for n, flag in zip(names, flags, strict=True) if flag == "Y")
+
+
+@lru_cache(maxsize=1)
+def _leaving_flag_rows() -> dict[str, tuple[int, int]]:
+    """Row range of each component in the CCD's ``chem_comp_atom`` (rows are grouped by component)."""
+    from biotite.structure.info.ccd import get_ccd
+
+    comp = get_ccd()["chem_comp_atom"]["comp_id"].as_array()
+    starts = np.flatnonzero(np.r_[True, comp[1:] != comp[:-1]])
+    ends = np.r_[starts[1:], len(comp)]
+    return {str(comp[s]): (int(s), int(e)) for s, e in zip(starts, ends, strict=True)}
 
 
 def _component_smiles(ccd_id: str, atoms, source: str) -> ComponentSmiles | None:

@@ -6,13 +6,19 @@ Per entry (first model; see ``pdb_structure`` for altlocs and sequences) it emit
   ``search`` and ``trans``, over the protein chains the pocket touches.
 
 Policy, all in ``PdbConfig``:
-- Ligands are non-polymer residues other than water and ``excluded_components`` (common ions and
-  crystallization additives, listed below), with at least ``min_ligand_heavy_atoms`` heavy atoms.
+- Ligands are non-polymer residues other than water and ``excluded_components`` (by default the artefacts
+  of BioLiP's ``ligand_list`` and PLINDER's ``artifacts_badlist``, vendored in ``data/``, plus metal ions),
+  with at least ``min_ligand_heavy_atoms`` heavy atoms.
   Metal ions are excluded by default: most ions in the PDB are buffer or cryo components, and a
   one-atom "ligand" says little about small-molecule binding; catalytic metals are a real loss, so
   keep them with ``min_ligand_heavy_atoms=1`` and ``excluded_components=DEFAULT_EXCLUDED - METAL_IONS``.
-- Glycans (branched entities, and sugars covalently linked to the protein) are post-translational
-  modifications, not ligands that bind a pocket: skipped unless ``include_glycans``.
+- A branched entity instance (an oligosaccharide) is ONE ligand: its residues joined by the structure's
+  links with the CCD's leaving atoms removed (``ccd.linked_component_smiles``), named by its members
+  (``BGC-GLC-GLC``). Glycans covalently linked to the protein (N-/O-glycans, and single sugars linked to
+  it) are post-translational modifications, not ligands that bind a pocket: skipped unless
+  ``include_glycans``. Oligosaccharides bound without a covalent link (maltotriose in an amylase) are kept.
+- A ligand with fewer than ``min_observed_heavy_atom_fraction`` of its CCD heavy atoms modelled is a
+  ``ligand_incomplete`` reject (default 1.0, covalent ligands exempt: PLINDER's quality rule).
 - Covalent ligands (inhibitors, chromophores) are kept and flagged ``covalent`` in the metadata.
 - Identical samples within an entry (symmetric copies of a ligand in the same pocket) are written once;
   ``copies`` in the metadata lists every instance. Across entries, the dedup stage works on
@@ -27,7 +33,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar
 
 from grammar.formats import FORMATS
@@ -44,19 +50,25 @@ METAL_IONS = frozenset({
     "CU3", "ZN", "CD", "HG", "AG", "AU", "AU3", "PT", "PD", "PB", "AL", "GA", "IN", "TL", "YB", "LA", "CE",
     "EU", "GD", "SM", "TB", "HO", "ER", "LU", "Y1", "ZR", "MO", "W", "V", "CR", "SB", "OS", "IR", "RU", "RH",
 })
-OTHER_IONS = frozenset({
-    "CL", "BR", "IOD", "F", "SO4", "PO4", "PI", "2HP", "NO3", "NH4", "SCN", "CO3", "AZI", "CYN", "OH", "CAC",
-    "BCT", "UNX",
-})
-# The commonest crystallization, cryo-protection, buffer and detergent components (after BioLiP's
-# artifact list): polyethylene glycols, glycerol, diols, small acids, buffers, reducing agents, solvents.
-CRYSTALLIZATION_ADDITIVES = frozenset({
-    "GOL", "EDO", "PEG", "PGE", "PG4", "1PE", "P6G", "2PE", "PE4", "12P", "15P", "PE8", "MPD", "MRD", "PGO",
-    "PGR", "ACT", "ACY", "FMT", "CIT", "FLC", "TAR", "TLA", "MLI", "MLA", "SIN", "TRS", "MES", "EPE", "PIP",
-    "BTB", "IMD", "BME", "DTT", "DTU", "MOH", "EOH", "IPA", "DMS", "DMF", "ACN", "CCN", "BU3", "BOG", "LDA",
-    "SDS",
-})
-DEFAULT_EXCLUDED = METAL_IONS | OTHER_IONS | CRYSTALLIZATION_ADDITIVES
+
+
+def _artifact_lists() -> tuple[frozenset[str], frozenset[str]]:
+    """BioLiP's list of non-biological ligands and PLINDER's artifact badlist, as vendored in
+    ``data/`` (both from github:plinder-org/plinder, Apache-2.0; see ``data/README.md``)."""
+    data = Path(__file__).with_name("data")
+    biolip = (data / "biolip_ligand_list.tsv").read_text().splitlines()
+    plinder = (data / "plinder_artifacts_badlist.csv").read_text().splitlines()
+    return (
+        frozenset(line.split("\t")[0].strip() for line in biolip if line.strip()),
+        frozenset(line.strip() for line in plinder if line.strip() and not line.startswith("#")),
+    )
+
+
+# Artefacts (crystallization, cryo-protection, buffer, detergent and lipid components, and ions): the union
+# of BioLiP's ``ligand_list`` (Yang, Roy & Zhang, Nucleic Acids Res. 2013; Zhang et al. 2024) and PLINDER's
+# ``artifacts_badlist`` (Durairaj et al. 2024, curated against BioLiP, AF2 and RFAA lists). Not hand-made.
+BIOLIP_ARTIFACTS, PLINDER_ARTIFACTS = _artifact_lists()
+DEFAULT_EXCLUDED = METAL_IONS | BIOLIP_ARTIFACTS | PLINDER_ARTIFACTS
 ALL_TASKS = (
     "protein", "pocket", "pocket_smiles", "complex_residue_smiles", "complex_residue_surface_smiles",
     "complex_residue_surface_expanded_smiles", "search", "trans",
@@ -69,6 +81,10 @@ class PdbConfig:
     pocket_cutoff: float = DEFAULT_POCKET_CUTOFF  # Å, heavy atom to heavy atom (PLINDER)
     excluded_components: frozenset[str] = DEFAULT_EXCLUDED
     min_ligand_heavy_atoms: int = 2
+    # Observed / CCD heavy atoms below this is a ``ligand_incomplete`` reject. 1.0 as PLINDER's quality
+    # filter (``ligand_max_num_unresolved_heavy_atoms = 0``, covalent ligands exempt) and PoseBusters: the
+    # text carries the whole CCD molecule, so a partly modelled ligand pairs atoms with no coordinates.
+    min_observed_heavy_atom_fraction: float = 1.0
     include_glycans: bool = False
     components_path: str | None = None  # a user components.cif(.gz); looked up before biotite's CCD
     use_bundled_ccd: bool = True
@@ -86,6 +102,9 @@ class PdbConfig:
             raise ValueError(f"PdbConfig.tasks: {unknown} are not PDB tasks ({', '.join(ALL_TASKS)})")
         if self.pocket_cutoff <= 0:
             raise ValueError(f"PdbConfig.pocket_cutoff must be positive, got {self.pocket_cutoff}")
+        if not 0.0 <= self.min_observed_heavy_atom_fraction <= 1.0:
+            fraction = self.min_observed_heavy_atom_fraction
+            raise ValueError(f"PdbConfig.min_observed_heavy_atom_fraction must be in [0, 1], got {fraction}")
 
 
 @dataclass
@@ -211,10 +230,10 @@ class EntryConverter:
     def _ligand_candidates(self) -> list[Ligand]:
         kept = []
         for ligand in self.entry.ligands:
-            if ligand.ccd_id in self.config.excluded_components:
+            if ligand.glycan and not self.config.include_glycans:
+                why = "glycan"  # before the artefact lists, which name some sugars (NAG, NDG)
+            elif ligand.ccd_id in self.config.excluded_components:
                 why = "excluded_component"
-            elif ligand.glycan and not self.config.include_glycans:
-                why = "glycan"
             elif ligand.heavy_atoms < self.config.min_ligand_heavy_atoms:
                 why = "too_few_heavy_atoms"
             else:
@@ -227,11 +246,12 @@ class EntryConverter:
     def _add_ligand(self, search: PocketSearch, ligand: Ligand) -> None:
         part = f"ligand {ligand.residue_id} {ligand.ccd_id}"
         cutoff = self.config.pocket_cutoff
-        rows = search.residues_near(ligand.row, cutoff)
+        rows = search.residues_near(ligand.rows or (ligand.row,), cutoff)
         try:
             if not len(rows):
                 raise StructureError("no_pocket", f"no protein heavy atom within {cutoff} Å")
             smiles = self._smiles(ligand)
+            self._check_complete(ligand, smiles)
             for sample in ligand_samples(self.entry, ligand, rows, smiles, cutoff, self.config.tasks):
                 key = (sample.task, sample.dedup_key)
                 if key in self.samples:
@@ -241,7 +261,21 @@ class EntryConverter:
         except (StructureError, ComponentError, ValueError) as exc:  # GrammarError is a ValueError
             self.rejects.append(reject_from(self.item, "convert", exc, part=part))
 
+    def _check_complete(self, ligand: Ligand, component: ComponentSmiles) -> None:
+        """Covalent ligands are exempt (as in PLINDER): their CCD entry keeps the leaving atoms."""
+        observed, expected = ligand.heavy_atoms, component.heavy_atoms
+        if ligand.covalent or not expected:
+            return
+        if observed < self.config.min_observed_heavy_atom_fraction * expected:
+            raise StructureError(
+                "ligand_incomplete",
+                f"{observed} of {expected} heavy atoms modelled < min_observed_heavy_atom_fraction "
+                f"{self.config.min_observed_heavy_atom_fraction}",
+            )
+
     def _smiles(self, ligand: Ligand) -> ComponentSmiles:
+        if ligand.members:
+            return self.components.linked(ligand.ccd_id, ligand.members, ligand.links)
         found = self.components.lookup(ligand.ccd_id)
         if found is not None:
             return found

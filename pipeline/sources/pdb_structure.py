@@ -2,8 +2,8 @@
 
 ``load_entry(text)`` parses mmCIF or legacy PDB text, keeps the first model (NMR ensembles), drops
 hydrogens and waters, resolves alternate locations, and returns an ``Entry``: protein chains with
-their sequences, ligand candidates (non-polymer and branched residues), the polymer types of the other
-chains, and a flat heavy-atom table for the pocket search.
+their sequences, ligand candidates (non-polymer residues, and each branched entity instance as one), the
+polymer types of the other chains, and a flat heavy-atom table for the pocket search.
 
 Choices (why):
 - Sequences are the full deposited sequence (``_entity_poly_seq`` / SEQRES, first monomer where the
@@ -11,8 +11,10 @@ Choices (why):
   A residue's sequence position is its ``label_seq`` - 1. Where there is no deposited sequence, or a
   modelled residue cannot be placed on it, the chain falls back to its modelled residues
   (``Chain.sequence_source`` says which).
-- One-letter codes come from gemmi's residue table; modified residues take their parent's letter
-  (MSE -> M), anything else is X — the same rule as wwPDB's ``pdbx_seq_one_letter_code_can``.
+- One-letter codes come from the CCD's ``_chem_comp.one_letter_code`` (else its parent's code): MSE -> M,
+  D-residues their L parent's letter, chromophores the tripeptide they formed from (CRO -> TYG), anything
+  else X — the rule of wwPDB's ``pdbx_seq_one_letter_code_can``. A chromophore's residue sits on its
+  first letter, so a pocket marks that letter only.
 - Alternate locations: per residue, keep the altloc with the highest mean occupancy (ties: the first
   id; letters and the digits of old files alike); where a position holds several residue names
   (micro-heterogeneity), the residue of the best conformer. gemmi's ``remove_alternative_conformations``
@@ -29,6 +31,9 @@ import gemmi
 import numpy as np
 
 from grammar.protein import RESIDUE_ALPHABET
+from pipeline.sources.ccd import peptide_one_letter_codes
+
+_RESIDUES = frozenset(RESIDUE_ALPHABET)
 
 ATOM_RECORD_GROUPS = frozenset({"ATOM", "HETATM"})
 POLYMER_TYPE_NAMES = {
@@ -61,19 +66,23 @@ class Chain:
 
 @dataclass(slots=True)
 class Ligand:
-    """One non-polymer (or branched) residue instance: a ligand candidate."""
+    """A ligand candidate: one non-polymer residue instance, or one instance of a branched entity (an
+    oligosaccharide: its residues, and the links between them, as one molecule)."""
 
     ccd_id: str
     chain_id: str
     residue_id: str  # "A:401", "B:-3", "H:52A"
     row: int  # its row in Entry.residue_ids
-    branched: bool  # part of a branched entity (oligosaccharide)
-    glycan: bool  # branched, or a sugar covalently linked to a polymer residue
+    branched: bool  # a branched entity (oligosaccharide)
+    glycan: bool  # a sugar or branched entity covalently linked to a polymer residue (N-/O-glycan)
     covalent: bool  # covalently linked to a polymer residue (struct_conn / LINK)
     heavy_atoms: int
     elements: tuple[str, ...]  # element symbols of all its modelled atoms, hydrogens included
     positions: np.ndarray  # (n, 3) coordinates of those atoms
     formal_charge: int
+    rows: tuple[int, ...] = ()  # every residue row of the ligand (one for a non-polymer)
+    members: tuple[str, ...] = ()  # CCD ids of a branched ligand's residues, in file order
+    links: tuple[tuple[int, str, int, str], ...] = ()  # (member, atom, member, atom) covalent links inside it
 
 
 @dataclass(slots=True)
@@ -148,14 +157,17 @@ def _parse_pdb(text: str) -> gemmi.Structure:
 
 @lru_cache(maxsize=4096)
 def residue_letter(name: str) -> tuple[str, bool]:
-    """(one-letter code, is standard) of a polymer residue name."""
+    """(one-letter code(s), is standard) of a residue of a protein chain: the CCD's code
+    (``ccd.peptide_one_letter_codes``; several letters for a chromophore), else gemmi's table for a name
+    the bundled CCD lacks, else X. "Standard" is one of the 20 amino acids (or U, O) by name."""
     info = gemmi.find_tabulated_residue(name)
-    if info is None or not info.is_amino_acid():
+    standard = info is not None and info.is_amino_acid() and info.is_standard()
+    letters = peptide_one_letter_codes().get(name)
+    if letters is None and info is not None and info.is_amino_acid():
+        letters = info.one_letter_code.upper()
+    if not letters or not _RESIDUES.issuperset(letters):
         return "X", False
-    letter = info.one_letter_code.upper()
-    if letter not in RESIDUE_ALPHABET:
-        return "X", False
-    return letter, info.is_standard() and letter != "X"
+    return letters, standard and letters != "X"
 
 
 def chain_label(name: str) -> str:
@@ -263,11 +275,14 @@ class _EntryBuilder:
         self.entities = {sub: entity for entity in structure.entities for sub in entity.subchains}
         self.chains: list[Chain] = []
         self.other_polymers: list[str] = []
-        self.ligands: list[tuple[int, str, str, bool]] = []  # (row, name, chain label, branched)
+        self.ligands: list[tuple[int, ...]] = []  # residue rows of each ligand candidate
+        self.branched: dict[tuple[str, str], list[int]] = {}  # (chain, subchain) -> rows of one branched instance
         self.residue_ids: list[str] = []
         self.residue_chain: list[int] = []
         self.residue_position: list[int] = []
         self.sizes: list[int] = []
+        self.residue_names: list[str] = []
+        self.residue_branched: list[bool] = []
         self.polymer_keys: set[str] = set()  # residue ids of polymer residues
 
     def build(self, **fields) -> Entry:
@@ -288,7 +303,7 @@ class _EntryBuilder:
         return Entry(
             chains=self.chains,
             other_polymers=self.other_polymers,
-            ligands=[self._ligand(flat, keep, starts, heavy_sizes, *ligand) for ligand in self.ligands],
+            ligands=[self._ligand(flat, keep, starts, heavy_sizes, rows) for rows in self._ligand_rows()],
             residue_ids=self.residue_ids,
             residue_chain=residue_chain,
             residue_position=np.asarray(self.residue_position, dtype=np.int64),
@@ -307,14 +322,18 @@ class _EntryBuilder:
             self.residue_chain.append(-1)
             self.residue_position.append(-1)
             self.sizes.append(len(residue))
+            self.residue_names.append(residue.name)
+            self.residue_branched.append(residue.entity_type == gemmi.EntityType.Branched)
             kind = residue.entity_type
             if kind == gemmi.EntityType.Polymer:
                 self.polymer_keys.add(self.residue_ids[row])
                 polymer_type = polymer_type or self._polymer_type(chain, residue)
                 if polymer_type == gemmi.PolymerType.PeptideL:
                     protein.append((row, residue))
-            elif kind in (gemmi.EntityType.NonPolymer, gemmi.EntityType.Branched):
-                self.ligands.append((row, residue.name, chain_label(chain.name), kind == gemmi.EntityType.Branched))
+            elif kind == gemmi.EntityType.NonPolymer:
+                self.ligands.append((row,))
+            elif kind == gemmi.EntityType.Branched:
+                self.branched.setdefault((chain.name, residue.subchain), []).append(row)
         if polymer_type is not None and polymer_type != gemmi.PolymerType.PeptideL:
             self.other_polymers.append(POLYMER_TYPE_NAMES.get(polymer_type, str(polymer_type).split(".")[-1]))
         if protein:
@@ -330,10 +349,12 @@ class _EntryBuilder:
         modelled = [(r.name, r.label_seq) for _, r in residues]
         names, positions, source = _deposited_sequence(entity, modelled)
         letters = [residue_letter(n) for n in names]
+        # A chromophore has several letters (CRO -> TYG): a residue sits at the offset of its first letter.
+        offsets = np.concatenate([[0], np.cumsum([len(code) for code, _ in letters])]).tolist()
         chain_index = len(self.chains)
         for (row, _), position in zip(residues, positions, strict=True):
             self.residue_chain[row] = chain_index
-            self.residue_position[row] = position
+            self.residue_position[row] = offsets[position]
         self.chains.append(
             Chain(
                 chain_id=name,
@@ -344,24 +365,48 @@ class _EntryBuilder:
             )
         )
 
-    def _ligand(self, flat, keep, starts, heavy_sizes, row: int, name: str, chain: str, branched: bool) -> Ligand:
-        atoms = np.arange(starts[row], starts[row + 1])[keep[starts[row] : starts[row + 1]]]
-        info = gemmi.find_tabulated_residue(name)
-        sugar = info is not None and info.kind in (gemmi.ResidueKind.PYR, gemmi.ResidueKind.KET)
-        covalent = self.residue_ids[row] in self._covalently_linked
+    def _ligand_rows(self) -> list[tuple[int, ...]]:
+        """Non-polymer residues one by one, each branched instance whole, in file order."""
+        return sorted(self.ligands + [tuple(rows) for rows in self.branched.values()])
+
+    def _ligand(self, flat, keep, starts, heavy_sizes, rows: tuple[int, ...]) -> Ligand:
+        atoms = np.concatenate([np.arange(starts[r], starts[r + 1])[keep[starts[r] : starts[r + 1]]] for r in rows])
+        ids = [self.residue_ids[r] for r in rows]
+        names = [self.residue_names[r] for r in rows]
+        covalent = any(i in self._covalently_linked for i in ids)
+        branched = self.residue_branched[rows[0]]
+        info = gemmi.find_tabulated_residue(names[0])
+        sugar = branched or (info is not None and info.kind in (gemmi.ResidueKind.PYR, gemmi.ResidueKind.KET))
         return Ligand(
-            ccd_id=name,
-            chain_id=chain,
-            residue_id=self.residue_ids[row],
-            row=row,
+            ccd_id="-".join(names),
+            chain_id=ids[0].split(":")[0],
+            residue_id=ids[0],
+            row=rows[0],
             branched=branched,
-            glycan=branched or (sugar and covalent),
+            glycan=sugar and covalent,
             covalent=covalent,
-            heavy_atoms=int(heavy_sizes[row]),
+            heavy_atoms=int(heavy_sizes[list(rows)].sum()),
             elements=tuple(e.decode() for e in flat.element_names[atoms]),
             positions=np.asarray(flat.pos, dtype=np.float64)[atoms],
             formal_charge=int(flat.charge[atoms].sum()),
+            rows=tuple(rows),
+            members=tuple(names) if branched else (),
+            links=self._links(ids) if branched else (),
         )
+
+    def _links(self, ids: list[str]) -> tuple[tuple[int, str, int, str], ...]:
+        """Covalent links (struct_conn) between residues of one branched instance, as member indices."""
+        member = {residue: i for i, residue in enumerate(ids)}
+        links = []
+        for connection in self.structure.connections:
+            if connection.type != gemmi.ConnectionType.Covale:
+                continue
+            one, two = connection.partner1, connection.partner2
+            first = member.get(residue_id(one.chain_name, one.res_id.seqid))
+            second = member.get(residue_id(two.chain_name, two.res_id.seqid))
+            if first is not None and second is not None and first != second:
+                links.append((first, one.atom_name, second, two.atom_name))
+        return tuple(sorted(links))
 
     @cached_property
     def _covalently_linked(self) -> frozenset[str]:

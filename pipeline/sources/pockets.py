@@ -36,9 +36,9 @@ class PocketSearch:
         self.protein_atoms = np.flatnonzero(np.isin(atom_chain, np.asarray(chain_indices, dtype=np.int64)))
         self.tree = cKDTree(entry.atom_positions[self.protein_atoms]) if len(self.protein_atoms) else None
 
-    def residues_near(self, ligand_row: int, cutoff: float) -> np.ndarray:
-        """Residue rows (sorted by chain, then sequence position) within ``cutoff`` Å of the ligand."""
-        ligand_atoms = self.entry.atom_rows(ligand_row)
+    def residues_near(self, ligand_rows: Sequence[int], cutoff: float) -> np.ndarray:
+        """Residue rows (sorted by chain, then sequence position) within ``cutoff`` Å of the ligand's residues."""
+        ligand_atoms = np.concatenate([self.entry.atom_rows(row) for row in ligand_rows])
         if self.tree is None or not len(ligand_atoms):
             return np.zeros(0, dtype=np.int64)
         hits = self.tree.query_ball_point(self.entry.atom_positions[ligand_atoms], r=cutoff)

@@ -1,0 +1,274 @@
+"""Ligand and residue chemistry of the PDB source on real entries: linked oligosaccharides, artefacts,
+partially modelled ligands, modified / D- residues.
+
+References are independent of the source's code: the entry's own tables read with gemmi's CIF reader
+(``_pdbx_branch_scheme``, ``_struct_conn``, ``_chem_comp.formula``, ``_atom_site``,
+``_entity_poly.pdbx_seq_one_letter_code_can``), the CCD's ``_chem_comp`` table read straight from
+biotite's bundled CCD, the CCD's own whole-molecule components for maltose (MAL) and maltotriose (MLR),
+published formulas (PubChem: maltotriose C18H32O16), and the cited artefact lists' files.
+"""
+
+from __future__ import annotations
+
+import gzip
+import re
+from collections import Counter
+from functools import cache
+from pathlib import Path
+
+import gemmi
+import pytest
+from rdkit import Chem
+from rdkit.Chem import rdMolDescriptors
+
+from grammar.formats import FORMATS
+from grammar.protein import RESIDUE_ALPHABET
+from pipeline.records import Reject, Sample
+from pipeline.sources.base import convert_file
+from pipeline.sources.ccd import ComponentDictionary, linked_component_smiles
+from pipeline.sources.pdb import BIOLIP_ARTIFACTS, DEFAULT_EXCLUDED, PLINDER_ARTIFACTS, PdbConfig, PdbSource
+from pipeline.sources.pdb_structure import load_entry, residue_letter
+
+DATA = Path(__file__).resolve().parents[2] / "data" / "pdb"
+CHEMISTRY = DATA / "chemistry"
+
+
+def text_of(path: Path) -> str:
+    return gzip.decompress(path.read_bytes()).decode() if path.suffix == ".gz" else path.read_text()
+
+
+@cache
+def block(name: str) -> gemmi.cif.Block:
+    return gemmi.cif.read_string(text_of(CHEMISTRY / name)).sole_block()
+
+
+def table(b: gemmi.cif.Block, category: str, columns: list[str]) -> list[list[str]]:
+    return [[row.str(i) for i in range(len(columns))] for row in b.find(category, columns)]
+
+
+@cache
+def converted(name: str, config: PdbConfig | None = None) -> tuple[list[Sample], list[Reject]]:
+    done = convert_file(PdbSource(config or PdbConfig()), str(CHEMISTRY / name))
+    return done.samples, done.rejects
+
+
+def formula_counts(formula: str) -> Counter:
+    """'C6 H12 O6' or 'C6H12O6' -> Counter of elements."""
+    counts: Counter = Counter()
+    for element, n in re.findall(r"([A-Z][a-z]?)(\d*)", formula.replace(" ", "")):
+        counts[element] += int(n or 1)
+    return counts
+
+
+def smiles_formula(smiles: str) -> Counter:
+    return formula_counts(rdMolDescriptors.CalcMolFormula(Chem.MolFromSmiles(smiles)))
+
+
+# --- oligosaccharides bound without a covalent link ---------------------------------------------------
+
+
+def test_2d0f_oligosaccharides_are_not_linked_to_the_protein() -> None:
+    """The premise, from the entry's own tables: every covale in _struct_conn joins two sugar residues."""
+    b = block("2d0f.cif.gz")
+    sugars = {mon for _, _, mon in table(b, "_pdbx_branch_scheme.", ["asym_id", "num", "mon_id"])}
+    covale = table(b, "_struct_conn.", ["conn_type_id", "ptnr1_label_comp_id", "ptnr2_label_comp_id"])
+    assert covale and all(a in sugars and c in sugars for kind, a, c in covale if kind == "covale")
+
+
+def test_noncovalent_oligosaccharides_are_one_ligand_with_linked_chemistry() -> None:
+    """2D0F's two branched entities (a BGC-GLC4 pentasaccharide with a 1-6 link, and BGC-GLC-GLC) are one
+    ligand each; each formula is the sum of its monomers' (the entry's _chem_comp.formula) minus one water
+    per glycosidic link: the glycosidic O counted once."""
+    b = block("2d0f.cif.gz")
+    formulas = {i: formula_counts(f) for i, f in table(b, "_chem_comp.", ["id", "formula"])}
+    instances: dict[str, list[str]] = {}
+    for asym, _, mon in table(b, "_pdbx_branch_scheme.", ["pdb_asym_id", "num", "mon_id"]):
+        instances.setdefault(asym, []).append(mon)
+    samples, rejects = converted("2d0f.cif.gz")
+    complexes = [s for s in samples if s.task == "complex_residue_smiles"]
+    assert not [r for r in rejects if "ligand" in r.locator]
+    by_instance = {s.metadata["ligand_instance"].split(":")[0]: s for s in complexes}
+    assert set(by_instance) == set(instances)
+    for asym, members in instances.items():
+        sample = by_instance[asym]
+        assert sample.metadata["ligand_ccd_id"] == "-".join(members)
+        expected = sum((formulas[m] for m in members), Counter())
+        expected.subtract({"H": 2 * (len(members) - 1), "O": len(members) - 1})
+        ligand = FORMATS[sample.task].parse(sample.text).ligand
+        assert smiles_formula(ligand.smiles) == +expected
+        mol = Chem.MolFromSmiles(ligand.smiles)
+        assert mol.GetRingInfo().NumRings() == len(members)  # one pyranose ring each, no ring closed across
+        centers = Chem.FindMolChiralCenters(mol, includeUnassigned=True, useLegacyImplementation=False)
+        assert len(centers) == 5 * len(members) and all(label in "RS" for _, label in centers)
+    trisaccharide = FORMATS["complex_residue_smiles"].parse(by_instance["C"].text).ligand.smiles
+    assert smiles_formula(trisaccharide) == formula_counts("C18H32O16")  # maltotriose, PubChem CID 439586
+    # Connectivity (InChIKey first block) equals the CCD's own whole-molecule maltotriose, MLR.
+    reference = ComponentDictionary().lookup("MLR").smiles
+    assert Chem.MolToInchiKey(Chem.MolFromSmiles(trisaccharide))[:14] == Chem.MolToInchiKey(
+        Chem.MolFromSmiles(reference)
+    )[:14]
+
+
+@pytest.mark.parametrize(
+    ("reference", "members", "links"),
+    [
+        ("MAL", ("GLC", "GLC"), ((0, "O4", 1, "C1"),)),
+        ("MLR", ("GLC", "GLC", "GLC"), ((0, "O4", 1, "C1"), (1, "O4", 2, "C1"))),
+    ],
+)
+def test_linked_monomers_equal_the_ccd_whole_molecule(reference: str, members, links) -> None:
+    """alpha-1,4-linked GLC units, joined from the monomers, are the CCD's own maltose / maltotriose
+    components (defined as one molecule each), stereo included: the full InChIKeys agree."""
+    linked = linked_component_smiles("-".join(members), members, links).smiles
+    whole = ComponentDictionary().lookup(reference).smiles
+    assert Chem.MolToInchiKey(Chem.MolFromSmiles(linked)) == Chem.MolToInchiKey(Chem.MolFromSmiles(whole))
+
+
+def test_covalent_glycans_stay_excluded() -> None:
+    """1IGY's N-glycans (covale to ASN in _struct_conn) are skipped as glycans, one count per instance."""
+    path = DATA / "mmcif" / "1igy.cif"
+    samples = convert_file(PdbSource(), str(path)).samples
+    b = gemmi.cif.read_string(path.read_text()).sole_block()
+    instances = {asym for asym, in table(b, "_pdbx_branch_scheme.", ["pdb_asym_id"])}
+    skipped = next(s for s in samples if s.task == "protein").metadata["ligands_skipped"]["glycan"]
+    assert sum(skipped.values()) == len(instances)
+    assert not [s for s in samples if s.task == "pocket" and s.metadata["ligand_instance"].split(":")[0] in instances]
+
+
+# --- artefacts ----------------------------------------------------------------------------------------
+
+ISSUE_ARTEFACTS = [
+    "OLC", "OLA", "OLB", "LMT", "CPS", "HEZ", "PE5", "P33", "XPE",
+    "7PE", "1PG", "BU1", "NHE", "CXS", "TAM", "B3P", "BCN",
+]
+
+
+@pytest.mark.parametrize("ccd_id", ISSUE_ARTEFACTS)
+def test_detergents_and_additives_are_excluded_by_the_cited_lists(ccd_id: str) -> None:
+    assert ccd_id in DEFAULT_EXCLUDED
+    assert ccd_id in BIOLIP_ARTIFACTS | PLINDER_ARTIFACTS
+
+
+def test_vendored_lists_are_read_whole() -> None:
+    """Every id of the two vendored files (counted here from the files) is in the default exclusion."""
+    data = Path(__file__).resolve().parents[3] / "pipeline" / "sources" / "data"
+    biolip = [line.split("\t")[0] for line in (data / "biolip_ligand_list.tsv").read_text().splitlines() if line]
+    plinder = [line for line in (data / "plinder_artifacts_badlist.csv").read_text().splitlines()
+               if line and not line.startswith("#")]
+    assert len(biolip) == 463 and len(plinder) == 265
+    assert set(biolip) | set(plinder) <= DEFAULT_EXCLUDED
+
+
+@pytest.mark.parametrize("ccd_id", ["FK5", "STI", "ATP", "HEM", "FAD", "NAD", "SAM"])
+def test_drug_like_ligands_and_cofactors_are_not_excluded(ccd_id: str) -> None:
+    assert ccd_id not in DEFAULT_EXCLUDED
+
+
+def test_3wip_peg_is_skipped_and_acetylcholine_kept() -> None:
+    """3WIP: the PEG 1PE copies are artefacts (skipped, counted); acetylcholine (ACH) gives pockets."""
+    b = block("3wip.cif.gz")
+    nonpoly = Counter(mon for mon, in table(b, "_pdbx_nonpoly_scheme.", ["mon_id"]))
+    samples, _ = converted("3wip.cif.gz")
+    protein = next(s for s in samples if s.task == "protein")
+    assert protein.metadata["ligands_skipped"]["excluded_component"]["1PE"] == nonpoly["1PE"]
+    pockets = Counter(s.metadata["ligand_ccd_id"] for s in samples if s.task == "pocket")
+    assert set(pockets) == {"ACH"}
+
+
+# --- partially modelled ligands ------------------------------------------------------------------------
+
+
+def modelled_heavy_atoms(b: gemmi.cif.Block, chain: str, number: str, ccd_id: str) -> int:
+    rows = table(b, "_atom_site.", ["auth_asym_id", "auth_seq_id", "auth_comp_id", "type_symbol", "label_alt_id"])
+    return sum(r[:3] == [chain, number, ccd_id] and r[3] not in ("H", "D") and r[4] in ("", "A") for r in rows)
+
+
+def test_partially_modelled_ligand_is_rejected_below_the_fraction() -> None:
+    """3WIP's 1PE at H:302 has 11 of the 16 heavy atoms of its _chem_comp formula (C10 H22 O6) in _atom_site:
+    a ``ligand_incomplete`` reject by default (1.0); the complete copies are written; at 0.6 it is written."""
+    b = block("3wip.cif.gz")
+    formula = dict(table(b, "_chem_comp.", ["id", "formula"]))["1PE"]
+    full = sum(n for element, n in formula_counts(formula).items() if element != "H")
+    observed = modelled_heavy_atoms(b, "H", "302", "1PE")
+    assert (observed, full) == (11, 16)
+    keep_peg = PdbConfig(excluded_components=DEFAULT_EXCLUDED - {"1PE"})
+    samples, rejects = converted("3wip.cif.gz", keep_peg)
+    [incomplete] = [r for r in rejects if r.reason_code == "ligand_incomplete"]
+    assert "H:302 1PE" in incomplete.locator and f"{observed} of {full}" in incomplete.reason
+    pockets = [s for s in samples if s.task == "pocket"]
+    pegs = {s.metadata["ligand_instance"] for s in pockets if s.metadata["ligand_ccd_id"] == "1PE"}
+    assert "H:302" not in pegs and pegs
+    for instance in pegs:
+        chain, number = instance.split(":")
+        assert modelled_heavy_atoms(b, chain, number, "1PE") == full
+    lenient = PdbConfig(excluded_components=DEFAULT_EXCLUDED - {"1PE"}, min_observed_heavy_atom_fraction=0.6)
+    samples, rejects = converted("3wip.cif.gz", lenient)
+    assert "H:302" in {s.metadata["ligand_instance"] for s in samples if s.task == "pocket"}
+    assert not [r for r in rejects if r.reason_code == "ligand_incomplete"]
+
+
+def test_fraction_outside_zero_to_one_is_a_config_error() -> None:
+    with pytest.raises(ValueError, match="min_observed_heavy_atom_fraction"):
+        PdbConfig(min_observed_heavy_atom_fraction=1.5)
+
+
+# --- residues ------------------------------------------------------------------------------------------
+
+
+@cache
+def ccd_chem_comp() -> dict[str, tuple[str, str, str]]:
+    """CCD id -> (one_letter_code, mon_nstd_parent_comp_id, type), straight from biotite's bundled CCD."""
+    from biotite.structure.info.ccd import get_ccd
+
+    t = get_ccd()["chem_comp"]
+    columns = [t[c].as_array().tolist() for c in ("id", "one_letter_code", "mon_nstd_parent_comp_id", "type")]
+    return {i: (code, parent, kind) for i, code, parent, kind in zip(*columns, strict=True)}
+
+
+@pytest.mark.parametrize(
+    ("name", "chain"), [("chemistry/5i55.cif.gz", "A"), ("mmcif/1pfe.cif.gz", "B")]
+)
+def test_modified_and_d_residues_read_as_the_canonical_sequence(name: str, chain: str) -> None:
+    """5I55 starts with selenomethionine (MSE); 1PFE's echinomycin has D-serine (DSN). The chain sequence is
+    the entry's own ``pdbx_seq_one_letter_code_can`` (wwPDB's parent mapping)."""
+    path = DATA / name
+    b = gemmi.cif.read_string(text_of(path)).sole_block()
+    canonical = {
+        strands: re.sub(r"\s", "", seq)
+        for seq, strands in table(b, "_entity_poly.", ["pdbx_seq_one_letter_code_can", "pdbx_strand_id"])
+    }
+    entry = load_entry(text_of(path), path.stem)
+    [found] = [c for c in entry.chains if c.chain_id == chain]
+    assert found.sequence == canonical[chain]
+    monomers = {mon for mon, in table(b, "_entity_poly_seq.", ["mon_id"])}
+    assert {"MSE", "DSN"} & monomers
+
+
+@pytest.mark.parametrize("ccd_id", ["MSE", "DAL", "DSN", "DLE", "PTR", "SEP", "MLY", "SEC", "PYL", "CRO", "GYS"])
+def test_residue_letters_are_the_ccd_one_letter_codes(ccd_id: str) -> None:
+    """The CCD's ``one_letter_code`` as the CCD writes it: MSE M, D-residues their L letter, SEC U, PYL O, and
+    the GFP chromophores CRO and GYS the tripeptides they formed from (TYG, SYG)."""
+    code, _, _ = ccd_chem_comp()[ccd_id]
+    assert residue_letter(ccd_id)[0] == code
+
+
+def test_a_residue_without_a_code_takes_its_parents() -> None:
+    """BP5 (bipyridyl-alanine) has no one_letter_code; the CCD names ALA as its parent."""
+    code, parent, _ = ccd_chem_comp()["BP5"]
+    assert code == "?" and parent == "ALA"
+    assert residue_letter("BP5")[0] == ccd_chem_comp()["ALA"][0]
+
+
+def test_peptide_components_map_to_x_only_without_a_ccd_code() -> None:
+    """Over every peptide-linking CCD component: X exactly where neither the component nor its (single)
+    parent has a one-letter code, or the code is outside the grammar's alphabet (ASX B, GLX Z)."""
+    table_ = ccd_chem_comp()
+    wrong = []
+    for ccd_id, (code, parent, kind) in table_.items():
+        if "peptide" not in kind.lower():
+            continue
+        expected = code if code != "?" else table_.get(parent, ("?",))[0]
+        expected = "X" if expected in ("?", "") or set(expected) - set(RESIDUE_ALPHABET) else expected
+        if residue_letter(ccd_id)[0] != expected:
+            wrong.append((ccd_id, code, parent, residue_letter(ccd_id)[0]))
+    assert not wrong, wrong[:10]
