@@ -190,9 +190,14 @@ class AntibodySource:
             paired = all(c in columns for c in OAS_PAIRED)
             if not paired and OAS_UNPAIRED not in columns:
                 raise WrongHeader(f"OAS unit without {' and '.join(OAS_PAIRED)} or {OAS_UNPAIRED} columns")
+            batch = NumberingBatch()
             for number, row in enumerate(reader, start=1):
-                yield SourceItem(self.name, uri, f"row {number}",
-                                 {"kind": AntibodyInput.OAS, "row": row, "paired": paired, "unit": unit})
+                if number % self.chunk_items == 1:  # a batch per engine chunk: its items are pickled together
+                    batch = NumberingBatch()
+                for column in OAS_PAIRED if paired else (OAS_UNPAIRED,):
+                    batch.add(row.get(column))
+                yield SourceItem(self.name, uri, f"row {number}", {"kind": AntibodyInput.OAS, "row": row,
+                                                                   "paired": paired, "unit": unit, "batch": batch})
 
     # ---- converting
     def convert(self, item: SourceItem) -> Conversion:
@@ -215,15 +220,16 @@ class AntibodySource:
 
     def _oas_sample(self, item: SourceItem) -> Sample:
         row, unit = item.payload["row"], item.payload["unit"]
+        batch = item.payload.get("batch") or NumberingBatch()
         if item.payload["paired"]:
             heavy_raw, light_raw = (_oas_sequence(row.get(c), c) for c in OAS_PAIRED)
-            heavy_domains, light_domains = number_sequences([heavy_raw, light_raw])
+            heavy_domains, light_domains = (batch.domains(heavy_raw), batch.domains(light_raw))
             heavy = v_chain(heavy_raw, _domain_of(heavy_domains, "heavy", OAS_PAIRED[0]), "")
             light = v_chain(light_raw, _domain_of(light_domains, "light", OAS_PAIRED[1]), "")
             metadata = {f"{c}_{side}": row.get(f"{c}_{side}") for c in OAS_KEPT for side in ("heavy", "light")}
         else:
             raw = _oas_sequence(row.get(OAS_UNPAIRED), OAS_UNPAIRED)
-            domains = [d for d in number_sequences([raw])[0] if d.is_heavy or d.is_light]
+            domains = [d for d in batch.domains(raw) if d.is_heavy or d.is_light]
             if not domains:
                 raise AntibodyProblem("not_an_antibody", f"{OAS_UNPAIRED}: ANARCI finds no antibody variable domain")
             chain = v_chain(raw, domains[0], "")
@@ -234,6 +240,33 @@ class AntibodySource:
             "oas_unit": unit, **chain_metadata(antibody),
         }
         return antibody_sample(antibody, antibody.source_id or "", metadata)
+
+
+class NumberingBatch:
+    """The sequences of consecutive OAS rows, numbered in one ANARCI run when the first of them is needed.
+
+    Why: one ``anarci`` call per row spends most of its time starting ``hmmscan`` and loading its models
+    (``benchmarks/bench_ingest.py``: 0.45x of the batched floor per row, batched here ~0.9x). The reader
+    gives the rows of one engine chunk one shared batch (pickled with the chunk, so shared after
+    unpickling too); a row still converts, and is accounted for, on its own.
+    """
+
+    def __init__(self) -> None:
+        self.sequences: dict[str, None] = {}
+        self.numbered: dict[str, list[VDomain]] | None = None
+
+    def add(self, value: str | None) -> None:
+        sequence = (value or "").strip()
+        if sequence and _RESIDUES.issuperset(sequence):
+            self.sequences[sequence] = None
+
+    def domains(self, sequence: str) -> list[VDomain]:
+        if self.numbered is None:
+            batch = list(self.sequences)
+            self.numbered = dict(zip(batch, number_sequences(batch), strict=True))
+        if sequence not in self.numbered:  # not announced to the batch: numbered alone
+            self.numbered[sequence] = number_sequences([sequence])[0]
+        return self.numbered[sequence]
 
 
 def _file_name(uri: str) -> str:
