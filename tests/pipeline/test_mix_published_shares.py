@@ -63,3 +63,10 @@ def test_a_temperature_or_explicit_weights_still_override_the_default():
     assert mix(MixConfig(temperature=1.0), tokens, tokens).weights("train") == {"protein": 0.25, "molecule": 0.75}
     assert mix(MixConfig(weights={"protein": 1, "molecule": 1}), tokens, tokens).weights("train") == {
         "protein": 0.5, "molecule": 0.5}
+
+
+def test_every_grammar_domain_has_a_default_weight():
+    from grammar.formats import DOMAINS
+    from pipeline.mix import LOGOS_TOKEN_SHARES
+
+    assert {d for name in LOGOS_TOKEN_SHARES for d in name.split("+")} == set(DOMAINS)
