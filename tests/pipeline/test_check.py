@@ -25,6 +25,8 @@ CASES = {
     "uspto": ([DATA / "uspto"], {"reaction"}),
     "mp": ([DATA / "mp/structures", DATA / "mp/mp_20_sample.csv", DATA / "mp/Si_mp_149.cif",
             DATA / "mp/emmet_materials_Li_Fe_V.json.gz"], {"material"}),
+    "uniprot": ([DATA / "uniprot"], {"protein"}),
+    "mof": ([DATA / "mp/mof", DATA / "mof"], {"material"}),
 }
 
 
@@ -52,6 +54,9 @@ def test_roundtrip_report(source, tmp_path):
         assert report["domains"]["material"]["valid"] == 103
     if source == "pdb":
         assert report["domains"]["protein"]["rejected"]["no_protein_chain"] >= 1  # 1bna, DNA only
+    if source == "mof":  # RUDQUD_clean lacks its counter-ions; the built partial-occupancy copy of ABAVIJ
+        assert report["domains"]["material"]["rejected"] == {"mof_charge_unbalanced": 1, "disordered_structure": 1}
+        assert report["domains"]["material"]["valid"] == 4
 
 
 def stretched(structure: Structure) -> Structure:
