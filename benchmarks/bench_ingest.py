@@ -4,9 +4,11 @@ then 1 vs 2 Ray workers on real SMILES; peak memory of the whole process tree.
     python benchmarks/bench_ingest.py [--molecules 20000] [--ray-rows 200000] [--skip-ray] [--only antibody]
 
 Floors: molecules and reactions = RDKit parse + canonical SMILES; proteins/complexes = gemmi read of the
-entry; materials = pymatgen parse + spglib space group; antibodies = ANARCI's IMGT numbering of the same
-chains (one batched ``anarci`` call: the bare tool at its cheapest). The ingest path = source read + convert (grammar
-objects, validation, dedup keys) + tokenize + Parquet write, single process (per core).
+entry; materials = pymatgen parse + spglib space group; protein sequences (uniprot) = Biopython ``SeqIO.parse``
+of the same FASTA; MOFs = pymatgen CIF parse + the building-block decomposition (bare calls); antibodies =
+ANARCI's IMGT numbering of the same chains (one batched ``anarci`` call: the bare tool at its cheapest). The
+ingest path = source read + convert (grammar objects, validation, dedup keys) + tokenize + Parquet write,
+single process (per core).
 """
 
 from __future__ import annotations
@@ -107,10 +109,24 @@ def domain_rows(tmp: Path, n_molecules: int) -> list[tuple[str, Callable[[], int
     with open(DATA / "uspto/USPTO_50K_sample.csv") as handle:
         reactions = [row["reactants>reagents>production"] for row in csv.DictReader(handle)]
     pdb_files = sorted((DATA / "pdb/mmcif").glob("*.cif"))
+    uniprot_fasta = DATA / "uniprot/uniprotkb_UP000000429_Hpylori26695_proteome_first1100.fasta"
+    mof_cifs = [DATA / f"mp/mof/{name}.cif" for name in ("ABAVIJ_clean", "DALVIY_clean", "ZIF-8-RASPA", "qmof-fef756d")]
     with open(DATA / "mp/mp_20_sample.csv") as handle:
         cifs = [row["cif"] for row in csv.DictReader(handle)]
     structures = sorted((DATA / "mp/structures").glob("*.json"))
     oas_file, oas_chains = oas_unit(tmp)
+
+    def biopython_fasta() -> int:
+        from Bio import SeqIO
+
+        return sum(1 for record in SeqIO.parse(uniprot_fasta, "fasta") if str(record.seq))
+
+    def decomposed_mofs() -> int:
+        from grammar.material.mof_decomposition import decompose_mof
+
+        for path in mof_cifs:
+            decompose_mof(CifParser.from_str(path.read_text()).parse_structures(primitive=False)[0], path.stem)
+        return len(mof_cifs)
 
     def rdkit_molecules() -> int:
         return sum(1 for s in smiles if Chem.MolToSmiles(Chem.MolFromSmiles(s)))
@@ -146,6 +162,8 @@ def domain_rows(tmp: Path, n_molecules: int) -> list[tuple[str, Callable[[], int
         ("protein+complex", gemmi_entries, lambda: ingest_in_process("pdb", pdb_files, out)),
         ("material", pymatgen_crystals,
          lambda: ingest_in_process("mp", [DATA / "mp/mp_20_sample.csv", *structures], out)),
+        ("protein seq (uniprot)", biopython_fasta, lambda: ingest_in_process("uniprot", [uniprot_fasta], out)),
+        ("mof", decomposed_mofs, lambda: ingest_in_process("mof", mof_cifs, out)),
         ("antibody (OAS pairs)", anarci_chains, lambda: ingest_in_process("antibody", [oas_file], out)),
     ]
 
