@@ -10,8 +10,17 @@ Split groups are derived once, at ingest, from the object the source already par
 ``scaffold:<Murcko SMILES>`` (``acyclic:<dedup key>`` without rings), a reaction's ``product:<canonical
 products>``, a material's ``key:<dedup key>``, a UniRef member's ``uniref:<cluster id>``. "" means "no
 fixed group": proteins, pockets, complexes and antibodies are clustered by sequence in the split stage.
-Shards written before the column existed (``SHARD_COLUMN_DEFAULTS``) read as "" everywhere, and split
-then derives every group from the text as it always did (same groups).
+Functions that make these keys: ``pipeline.groups``.
+
+For the records split clusters by sequence, the shard also carries their chains, ``chain_sequences``
+(list<string>), taken from the object the text was written from (``Sample.obj``), so split reads them
+instead of parsing the text (parsing a protein record costs ~0.35 ms, a SMILES-expanded pocket more;
+measured with ``benchmarks/bench_split.py``). Cost: the residues are stored a second time (about one
+byte per residue beside the text's one and the ids' four, before compression); rows with a fixed
+``split_group`` (UniRef members) and all non-protein rows leave it null.
+
+Shards written before these columns existed (``SHARD_COLUMN_DEFAULTS``) read as ""/null, and split then
+derives every group from the text as it always did (same groups).
 """
 
 from __future__ import annotations
@@ -24,6 +33,8 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from pipeline.groups import chain_sequences_of
 
 
 @dataclass(slots=True)
@@ -78,11 +89,12 @@ SHARD_SCHEMA = pa.schema(
         ("metadata", pa.string()),  # JSON object; query with polars' str.json_path_match or duckdb json
         ("source_uri", pa.string()),
         ("split_group", pa.string()),  # "" = none fixed at ingest (module docstring)
+        ("chain_sequences", pa.list_(pa.string())),  # null unless split clusters the record's chains
     ]
 )
 
 # Columns added to SHARD_SCHEMA after shards were first written, with the value an older shard means.
-SHARD_COLUMN_DEFAULTS: dict[str, Any] = {"split_group": ""}
+SHARD_COLUMN_DEFAULTS: dict[str, Any] = {"split_group": "", "chain_sequences": None}
 
 REJECT_SCHEMA = pa.schema(
     [
@@ -110,6 +122,7 @@ def shard_row(sample: Sample, item: SourceItem, input_ids: list[int]) -> dict[st
         "metadata": json.dumps(sample.metadata, sort_keys=True, default=str),
         "source_uri": item.uri,
         "split_group": sample.split_group,
+        "chain_sequences": None if sample.split_group else chain_sequences_of(sample.obj),
     }
 
 
@@ -124,6 +137,9 @@ def reject_row(reject: Reject) -> dict[str, Any]:
     }
 
 
+POLARS_TYPES = {"split_group": pl.String, "chain_sequences": pl.List(pl.String)}
+
+
 def conform_shard_frame(frame: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame | pl.LazyFrame:
     """``frame`` (a polars DataFrame or LazyFrame of shard rows) with every SHARD_SCHEMA column, in order: a
     shard written before a column existed gets its ``SHARD_COLUMN_DEFAULTS`` value."""
@@ -131,8 +147,10 @@ def conform_shard_frame(frame: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame | pl
 
     names = frame.collect_schema().names() if isinstance(frame, pl.LazyFrame) else frame.columns
     # Absent (an older shard), or null (an older file scanned with a newer one, missing_columns="insert").
-    defaults = [(pl.col(k).fill_null(v) if k in names else pl.lit(v, dtype=pl.String)).alias(k)
-                for k, v in SHARD_COLUMN_DEFAULTS.items()]
+    defaults = [
+        (pl.col(k).fill_null(v) if k in names else pl.lit(v, dtype=POLARS_TYPES[k])).alias(k)
+        for k, v in SHARD_COLUMN_DEFAULTS.items() if v is not None or k not in names
+    ]
     return frame.with_columns(defaults).select(SHARD_SCHEMA.names)
 
 
@@ -141,7 +159,7 @@ def conform_shard_batch(batch: pa.RecordBatch) -> pa.RecordBatch:
     for name, value in SHARD_COLUMN_DEFAULTS.items():
         if name not in batch.schema.names:
             batch = batch.append_column(name, pa.array([value] * batch.num_rows, SHARD_SCHEMA.field(name).type))
-        elif batch[name].null_count:
+        elif value is not None and batch[name].null_count:
             column = pc.fill_null(batch[name], value)
             batch = batch.set_column(batch.schema.get_field_index(name), name, column)
     return batch.select(SHARD_SCHEMA.names).cast(SHARD_SCHEMA)

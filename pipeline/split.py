@@ -14,6 +14,11 @@ Groups (``group_keys``):
   together; an optional time split puts whole product groups by their earliest year;
 - crystals: (reduced formula, space group), the dedup group key; anything else: its dedup key.
 
+Where the groups come from: the ``split_group`` column the sources write at ingest (``pipeline.groups``,
+from the object they parsed; no text is parsed here for those rows), and for the records clustered by
+sequence their ``chain_sequences`` column. Rows with neither (shards written before the columns existed,
+or hand-made rows) get the same keys from their text (``record_group``), so the result is identical.
+
 A group goes to train when ``sha256(salt + group) / 2**60 < train``, to valid below train + valid,
 else to test: the same group lands in the same split on every run and machine, and adding data
 never moves an existing group. Decontamination: records whose group holds an excluded item are
@@ -38,13 +43,13 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pyarrow as pa
-from rdkit.Chem.Scaffolds import MurckoScaffold
 
 from grammar.errors import GrammarError
 from grammar.formats import FORMATS, parse_any
 from grammar.molecule import Molecule, mol_from_smiles
 from grammar.reaction import Reaction
 from pipeline.dedup import as_frame
+from pipeline.groups import key_group, molecule_group, product_group
 from pipeline.near_dedup import NearDedupConfig, clusters, similar_pairs
 
 SPLITS = ("train", "valid", "test")
@@ -110,12 +115,7 @@ def hash_split(group: str, config: SplitConfig) -> str:
 
 
 def scaffold_group(smiles: str, fallback: str) -> str:
-    scaffold = MurckoScaffold.MurckoScaffoldSmiles(mol=mol_from_smiles(smiles))
-    return f"scaffold:{scaffold}" if scaffold else f"acyclic:{fallback}"
-
-
-def product_group(reaction: Reaction) -> str:
-    return "product:" + ".".join(m.smiles for m in reaction.products)
+    return molecule_group(mol_from_smiles(smiles), fallback)
 
 
 def chains_of(parsed: Any) -> list[str]:
@@ -133,7 +133,7 @@ def record_group(task: str, text: str, fallback: str) -> str | list[str]:
         return product_group(fmt.parse(text))
     if fmt.domain in PROTEIN_DOMAINS:
         return chains_of(fmt.parse(text))
-    return f"key:{fallback}"
+    return key_group(fallback)
 
 
 def exclusion_group(line: str) -> str | list[str]:
@@ -157,9 +157,15 @@ def read_exclusions(lines: Iterable[str]) -> list[str]:
 
 def assign_splits(config: SplitConfig, records: pl.DataFrame | pa.Table, exclude: Sequence[str] = ()) -> SplitResult:
     frame = as_frame(records)
+    fixed, chain_rows, text_rows = group_sources(frame)
     fallback = pl.when(pl.col("dedup_key") == "").then(pl.col("content_id")).otherwise(pl.col("dedup_key"))
-    columns = frame.select("content_id", "source", "source_id", "task", "text", fallback=fallback).to_arrow()
-    raw = ray_record_groups(columns, config.batch_rows) if config.use_ray else record_groups(columns)
+    columns = frame[text_rows].select("content_id", "source", "source_id", "task", "text", fallback=fallback)
+    if columns.height:
+        arrow = columns.to_arrow()
+        raw = ray_record_groups(arrow, config.batch_rows) if config.use_ray else record_groups(arrow)
+    else:
+        raw = []
+    raw += frame["chain_sequences"][chain_rows].to_list() if len(chain_rows) else []
     excluded_raw = []
     for n, line in enumerate(exclude, 1):
         try:
@@ -167,13 +173,32 @@ def assign_splits(config: SplitConfig, records: pl.DataFrame | pa.Table, exclude
         except GrammarError as exc:
             raise SplitError(f"exclusion entry {n} {line[:80]!r}: {exc}") from exc
     groups, method = resolve_protein_groups(raw + excluded_raw, config.proteins)
-    groups_of_records, excluded_groups = groups[: len(raw)], set(groups[len(raw) :])
+    derived, excluded_groups = groups[: len(raw)], set(groups[len(raw) :])
     excluded_keys = {g.removeprefix("dedup-key:") for g in excluded_groups if g.startswith("dedup-key:")}
-    frame = frame.with_columns(group=pl.Series(groups_of_records, dtype=pl.String))
+    positions = pl.Series(np.concatenate([text_rows, chain_rows]), dtype=pl.UInt32)
+    group = fixed.scatter(positions, pl.Series(derived, dtype=pl.String)) if len(positions) else fixed
+    frame = frame.with_columns(group=group)
     excluded_groups |= set(frame.filter(pl.col("dedup_key").is_in(list(excluded_keys)))["group"].to_list())
-    frame = frame.with_columns(split=pl.Series(choose_splits(frame, config), dtype=pl.String))
+    frame = frame.with_columns(split=choose_splits(frame, config))
     removed = pl.col("group").is_in(list(excluded_groups)) & (pl.col("split") == "train")
     return SplitResult(frame.filter(~removed), frame.filter(removed), method)
+
+
+def group_sources(frame: pl.DataFrame) -> tuple[pl.Series, np.ndarray, np.ndarray]:
+    """Where each row's group comes from: the ``split_group`` column (a copy, "" where unset), the rows
+    whose ``chain_sequences`` column gives the chains to cluster, and the rows whose text must be parsed
+    (``record_group``). A frame without the columns (an older shard) has every row parsed."""
+    height = frame.height
+    fixed = frame["split_group"].fill_null("") if "split_group" in frame.columns else pl.repeat("", height, eager=True)
+    fixed = fixed.cast(pl.String).alias("group").clone()
+    unset = (fixed == "").to_numpy()
+    if "chain_sequences" in frame.columns:
+        chains = frame.select(
+            pl.col("domain").is_in(PROTEIN_DOMAINS) & (pl.col("chain_sequences").list.len().fill_null(0) > 0)
+        ).to_series().to_numpy()
+    else:
+        chains = np.zeros(height, dtype=bool)
+    return fixed, np.flatnonzero(unset & chains), np.flatnonzero(unset & ~chains)
 
 
 def record_groups(columns: pa.Table) -> list[str | list[str]]:
@@ -216,8 +241,10 @@ def resolve_protein_groups(raw: list[str | list[str]], config: ProteinClusterCon
     return [r if isinstance(r, str) else next(groups) for r in raw], method
 
 
-def choose_splits(frame: pl.DataFrame, config: SplitConfig) -> list[str]:
-    by_group = {g: hash_split(g, config) for g in frame["group"].unique().to_list()}
+def choose_splits(frame: pl.DataFrame, config: SplitConfig) -> pl.Series:
+    """Each row's split: its group's hash split, or the time split's year rule; one hash per group."""
+    unique = frame["group"].unique()
+    by_group = {g: hash_split(g, config) for g in unique.to_list()}
     time_split = config.time_split
     if time_split is not None:
         year = pl.col("metadata").str.json_path_match(f"$.{time_split.field}").cast(pl.Int64, strict=False)
@@ -225,7 +252,8 @@ def choose_splits(frame: pl.DataFrame, config: SplitConfig) -> list[str]:
         first_year = years.drop_nulls("year").group_by("group").agg(pl.col("year").min())
         for group, year in first_year.iter_rows():
             by_group[group] = SPLITS[(year >= time_split.valid_from) + (year >= time_split.test_from)]
-    return [by_group[g] for g in frame["group"].to_list()]
+    splits = pl.Series([by_group[g] for g in unique.to_list()], dtype=pl.String)
+    return frame["group"].replace_strict(unique, splits, return_dtype=pl.String).alias("split")
 
 
 # --- Protein clusters ------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from pymatgen.transformations.standard_transformations import OrderDisorderedStr
 from grammar.errors import DisorderedStructure, InvalidStructure
 from grammar.formats import FORMATS
 from grammar.material import Crystal
+from pipeline.groups import key_group
 from pipeline.io import open_text
 from pipeline.records import Reject, Sample, SourceItem, material_group_key
 from pipeline.sources.base import Conversion, metadata_without_nones, reject_from
@@ -172,7 +173,8 @@ class MpSource:
         space_group = int(SPACE_GROUP_TOKEN.search(text).group(1))  # the one the grammar wrote
         key = material_group_key(structure.composition.reduced_formula, space_group)
         metadata = {**metadata, "space_group": space_group}
-        return Sample("material", "material", text, source_id, key, metadata, obj=crystal)
+        return Sample("material", "material", text, source_id, key, metadata, split_group=key_group(key),
+                      obj=crystal)
 
 
 def detect_format(name: str, first_line: str) -> MpFormat:

@@ -22,6 +22,7 @@ from rdkit import Chem
 
 from grammar.formats import FORMATS
 from grammar.molecule import Molecule, mol_from_smiles
+from pipeline.groups import molecule_group
 from pipeline.io import open_text
 from pipeline.records import Reject, Sample, SourceItem, dedup_key
 from pipeline.sources.base import Conversion, reason_code, reject_from
@@ -92,24 +93,39 @@ def molecule_sample(
 ) -> Sample:
     """A ``molecule`` sample of ``mol`` (already sanitized, or a raw ctab when ``standardize``).
 
-    ``original`` is the input SMILES; it is kept in the metadata when the output differs from it.
+    ``original`` is the input SMILES; it is kept in the metadata when the output differs from it. Every key
+    (text, dedup key, split group) comes from the molecules parsed here; nothing downstream parses it again.
     """
     if standardize:
         mol = chembl_parent(mol)
     smiles = Chem.MolToSmiles(mol)
+    parsed_from = original  # the SMILES ``mol`` was parsed from (None: a ctab or a standardized molecule)
     if standardize or smiles != original:
         # Re-reading RDKit's output makes the text a fixed point of the grammar's own parse-and-canonicalize
         # (rare stereo cases change on a second pass). An input string that parsed to exactly this output
         # already is that fixed point and needs no re-read.
-        mol = mol_from_smiles(smiles)
+        mol, parsed_from = mol_from_smiles(smiles), smiles
         smiles = Chem.MolToSmiles(mol)
     inchikey = Chem.MolToInchiKey(mol) if key is MoleculeKey.INCHIKEY else ""
     canonical = inchikey or smiles  # InChI has no key for some organometallics
+    key_of_record = dedup_key("molecule", canonical)
+    group = molecule_group(text_mol(smiles, mol, parsed_from), key_of_record)
     if original is not None and original != smiles:
         metadata = {**metadata, "original_smiles": original}
     molecule = Molecule(smiles, source_id)
     text = FORMATS["molecule"].write(molecule)
-    return Sample("molecule", "molecule", text, source_id, dedup_key("molecule", canonical), metadata, obj=molecule)
+    return Sample("molecule", "molecule", text, source_id, key_of_record, metadata, split_group=group, obj=molecule)
+
+
+def text_mol(smiles: str, mol: Chem.Mol, parsed_from: str | None) -> Chem.Mol:
+    """The molecule a reader of the text ``smiles`` gets (the grammar's parse, canonicalize, parse: what
+    ``pipeline.split.record_group`` derives the scaffold from), reusing ``mol`` (parsed from
+    ``parsed_from``, with ``MolToSmiles(mol) == smiles``) in the usual case where that is it already."""
+    if parsed_from == smiles:
+        return mol
+    mol = mol_from_smiles(smiles)  # rare: RDKit's output changed on the re-read above
+    again = Chem.MolToSmiles(mol)
+    return mol if again == smiles else mol_from_smiles(again)
 
 
 def convert_molecule(item: SourceItem, make: Callable[[], Sample]) -> Conversion:

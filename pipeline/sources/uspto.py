@@ -28,6 +28,7 @@ from typing import Any, ClassVar
 
 from grammar.formats import FORMATS
 from grammar.reaction import Reaction, ReagentPolicy
+from pipeline.groups import product_group
 from pipeline.io import open_text
 from pipeline.records import Reject, Sample, SourceItem, dedup_key
 from pipeline.sources.base import Conversion, metadata_without_nones, reject_from
@@ -129,9 +130,10 @@ class UsptoSource:
         sides = (reaction.reactants, reaction.products)
         canonical = ">>".join(".".join(m.smiles for m in side) for side in sides)
         metadata = metadata_without_nones(**payload["fields"], reagent_policy=policy.value)
+        group = product_group(reaction)  # both task views of the reaction share it
         samples = [
             Sample("reaction", task, FORMATS[task].write(reaction), payload["id"],
-                   dedup_key("reaction", canonical), metadata, obj=reaction)
+                   dedup_key("reaction", canonical), metadata, split_group=group, obj=reaction)
             for task in ("react", "reverse_react")
         ]
         return Conversion(samples=samples)
