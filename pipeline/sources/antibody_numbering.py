@@ -1,20 +1,21 @@
 """Antibody variable domains found and numbered by ANARCI (IMGT scheme): chain type, span and CDRs.
 
-Why ANARCI (``anarci`` on PyPI, which runs Debian's ``hmmscan``) and not AntPack, measured here on the 14
-antibody chains of 8KDM, 4ZXB, 1KB5 and 1IGY (the numbering of both, then IMGT CDR labels):
+Why ANARCI (``anarci`` on PyPI, which runs Debian's ``hmmscan``) and not AntPack, measured with
+``benchmarks/bench_antibody_numbering.py`` on the 14 antibody chains of 8KDM, 4ZXB, 1KB5 and 1IGY:
 
 - Both give the same IMGT CDRs: 42 of 42 CDRs identical (ANARCI positions 27–38, 56–65, 105–117 against
   AntPack ``assign_cdr_labels``).
-- AntPack is ~100x faster (6,091 chains/s against ANARCI's 56 chains/s, 560 chains, 2 shared cores), but
-  its licence rules it out for this Apache-2.0 project: AntPack >= 0.3.9 is under an "Academic Software
-  Licence" (non-commercial only) and will not number anything without a registered licence key; 0.3.8 and
-  older are GPL-3. ANARCI is BSD-3-Clause.
+- AntPack is about two orders of magnitude faster (117x in one run: 13 against 1,529 chains/s on a loaded
+  2-core box), but its licence rules it out for this Apache-2.0 project: AntPack >= 0.3.9 is under an
+  "Academic Software Licence" (non-commercial only) and numbers nothing without a registered licence key;
+  0.3.8 and older are GPL-3. ANARCI is BSD-3-Clause.
 - ANARCI tells T-cell receptor domains (types A, B, G, D) from antibody ones; AntPack, asked for H/K/L, numbers
   the TCR alpha chain of 1KB5 as a kappa chain (64% identity, no error), so a threshold of ours would decide.
 
-Cost: ANARCI spends its time in ``hmmscan`` (~40%) and in Biopython's parse of the hmmscan text (~55%);
-batching calls saves little (26 ms against 41 ms per chain). OAS data units already carry ANARCI's
-numbering; at OAS scale, trusting it (not re-numbering) is the way to stay cheap.
+Cost: ANARCI spends its time in ``hmmscan`` and in Biopython's parse of the hmmscan text (cProfile: about
+40% and 55%); a call per chain adds the start of ``hmmscan`` each time, so the source numbers the OAS rows
+of one engine chunk in one call (``antibody.NumberingBatch``). OAS data units already carry ANARCI's
+numbering; at OAS scale, trusting it (not re-numbering) would be the way to stay cheap.
 
 All species' HMMs are searched (``allowed_species=None``): camelid VHHs and rabbit, rat, pig or rhesus
 antibodies are then numbered on their own species' models. IMGT CDRs, by IMGT position (Lefranc et al.
