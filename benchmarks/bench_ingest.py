@@ -20,6 +20,7 @@ import gzip
 import tempfile
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -125,7 +126,10 @@ def domain_rows(tmp: Path, n_molecules: int) -> list[tuple[str, Callable[[], int
         from grammar.material.mof_decomposition import decompose_mof
 
         for path in mof_cifs:
-            decompose_mof(CifParser.from_str(path.read_text()).parse_structures(primitive=False)[0], path.stem)
+            with warnings.catch_warnings():  # as the source does: pymatgen warns on every CoRE file
+                warnings.simplefilter("ignore")
+                structure = CifParser.from_str(path.read_text()).parse_structures(primitive=False)[0]
+            decompose_mof(structure, path.stem)
         return len(mof_cifs)
 
     def rdkit_molecules() -> int:
