@@ -141,3 +141,13 @@ def test_check_roundtrip_is_complete(tmp_path):
     assert material["valid"] == material["round_trip_ok"] == len(DECOMPOSABLE)
     assert material["rejected"] == {"disordered_structure": 1, "mof_charge_unbalanced": 1}
     assert material["read"] == material["valid"] + sum(material["rejected"].values()) == 6
+
+
+def test_a_cif_with_several_data_blocks_gives_one_record_or_reject_each(tmp_path):
+    path = tmp_path / "three_blocks.cif"
+    path.write_text("".join((MOF_DIR / f"{name}.cif").read_text()
+                            for name in ("ZIF-8-RASPA", "RUDQUD_clean", "qmof-fef756d")))
+    done = convert_file(make_source("mof"), str(path))
+    assert [s.source_id for s in done.samples] == ["three_blocks#1", "three_blocks#3"]
+    assert [s.text for s in done.samples] == [sample_of("ZIF-8-RASPA").text, sample_of("qmof-fef756d").text]
+    assert [(r.locator, r.reason_code) for r in done.rejects] == [("file structure 2", "mof_charge_unbalanced")]
