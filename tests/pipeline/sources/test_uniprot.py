@@ -13,14 +13,18 @@ from collections import Counter
 from pathlib import Path
 
 import fsspec
+import pyarrow as pa
 import pytest
 from Bio import SeqIO
 
 from grammar.formats import FORMATS
+from grammar.tokenizer import default_tokenizer
 from pipeline.check import check_roundtrip, check_sample
-from pipeline.records import Reject, Sample, SourceItem
+from pipeline.convert import convert_items
+from pipeline.records import SHARD_SCHEMA, Reject, Sample, SourceItem
 from pipeline.sources import make_source
 from pipeline.sources.base import Source, convert_file
+from pipeline.split import ProteinClusterConfig, SplitConfig, assign_splits
 
 HPYLORI = "uniprot/uniprotkb_UP000000429_Hpylori26695_proteome_first1100.fasta"
 OLD_STYLE = "uniprot/swissprot_8entries_oldstyle_header_biopython_multi_ex.fasta"
@@ -253,3 +257,28 @@ def test_roundtrip_report_counts_every_record(data_dir: Path) -> None:
     report = check_roundtrip("uniprot", [str(data_dir / "uniprot")])
     assert report["files"] == len(files)
     assert report["domains"] == {"protein": {"read": total, "valid": total, "round_trip_ok": total, "rejected": {}}}
+
+
+def test_uniref_clusters_drive_the_split(data_dir: Path, tmp_path: Path) -> None:
+    """Two inputs hold the same 40 UniRef cluster ids with unrelated sequences (the E. coli file, and the same
+    headers over the first 40 H. pylori sequences, as a later release with new representatives would): the real
+    split stage keeps every cluster in one split although no sequence clustering could join its members."""
+    ecoli = list(SeqIO.parse(data_dir / UNIREF, "fasta"))
+    hpylori = list(SeqIO.parse(data_dir / HPYLORI, "fasta"))[: len(ecoli)]
+    release = tmp_path / "uniref50_next_release.fasta"
+    release.write_text("".join(f">{e.description}\n{h.seq}\n" for e, h in zip(ecoli, hpylori, strict=True)))
+    cluster_of = {str(r.seq): r.id for r in ecoli} | {str(h.seq): e.id for e, h in zip(ecoli, hpylori, strict=True)}
+    assert len(cluster_of) == 2 * len(ecoli)  # 80 distinct sequences: exact dedup keeps them all
+    source = uniprot_source()
+    items = [entry for path in (data_dir / UNIREF, release) for entry in source.read(str(path))]
+    rows = convert_items(source, default_tokenizer(), items).records
+    split = assign_splits(SplitConfig(fractions=(0.5, 0.25, 0.25), proteins=ProteinClusterConfig(method="minhash")),
+                          pa.Table.from_pylist(rows, schema=SHARD_SCHEMA)).records
+    splits_of: dict[str, set[str]] = {}
+    for text, group, which in split.select("text", "group", "split").iter_rows():
+        (chain,) = FORMATS["protein"].parse(text).chains
+        cluster = cluster_of[chain.sequence]  # Biopython's reading of the input, not the source's metadata
+        assert group == f"uniref:{cluster}"
+        splits_of.setdefault(cluster, set()).add(which)
+    assert len(splits_of) == 40 and all(len(s) == 1 for s in splits_of.values())
+    assert {s for (s,) in splits_of.values()} == {"train", "valid", "test"}
