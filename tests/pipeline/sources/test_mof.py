@@ -16,6 +16,7 @@ from functools import cache
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pytest
 from pymatgen.analysis.bond_valence import calculate_bv_sum
 from pymatgen.core import Composition, Element, Structure
@@ -25,8 +26,10 @@ from grammar.formats import FORMATS
 from grammar.tokenizer import default_tokenizer
 from pipeline.check import check_roundtrip
 from pipeline.convert import convert_items
+from pipeline.records import SHARD_SCHEMA
 from pipeline.sources import make_source
 from pipeline.sources.base import convert_file
+from pipeline.split import SplitConfig, assign_splits
 
 DATA = Path(__file__).parents[2] / "data"
 MOF_DIR = DATA / "mp" / "mof"
@@ -131,6 +134,9 @@ def test_job_accounts_for_every_cif(tmp_path):
     rudqud = next(r for r in result.rejects if r["reason_code"] == "mof_charge_unbalanced")
     assert rudqud["source_uri"].endswith("RUDQUD_clean.cif")
     assert {r["split_group"] for r in result.records} == {f"key:{r['dedup_key']}" for r in result.records}
+    # The real split stage groups the records by that column.
+    split = assign_splits(SplitConfig(), pa.Table.from_pylist(result.records, schema=SHARD_SCHEMA)).records
+    assert sorted(split["group"].to_list()) == sorted(f"key:{r['dedup_key']}" for r in result.records)
 
 
 def test_check_roundtrip_is_complete(tmp_path):
