@@ -3,7 +3,8 @@
 Groups (``group_keys``):
 - molecules: Bemis–Murcko scaffold (RDKit); acyclic molecules have no scaffold and are their own
   group (their exact-dedup key);
-- proteins, pockets, complexes: sequence-identity clusters of their chains; a record whose chains
+- proteins, pockets, complexes, antibodies: sequence-identity clusters of their chains (an antibody–antigen
+  record's chains are the antibody's and the antigen's); a record whose chains
   fall in several clusters joins them into one group, so a complex always goes with its protein's
   cluster. Clusters come from MMseqs2 ``easy-cluster`` (default 30% identity, 0.8 coverage) when
   the ``mmseqs`` binary is on PATH. Fallback without it: MinHash LSH over residue 3-mers at
@@ -53,8 +54,8 @@ from pipeline.groups import key_group, molecule_group, product_group
 from pipeline.near_dedup import NearDedupConfig, clusters, similar_pairs
 
 SPLITS = ("train", "valid", "test")
-PROTEIN_DOMAINS = ("protein", "pocket", "complex")
-DEDUP_KEY_LINE = re.compile(r"^(molecule|protein|pocket|complex|reaction|material):\S+$")
+PROTEIN_DOMAINS = ("protein", "pocket", "complex", "antibody")
+DEDUP_KEY_LINE = re.compile(r"^(molecule|protein|pocket|complex|reaction|material|antibody):\S+$")
 
 
 class SplitError(ValueError):
@@ -119,7 +120,8 @@ def scaffold_group(smiles: str, fallback: str) -> str:
 
 
 def chains_of(parsed: Any) -> list[str]:
-    """Chain sequences of a Protein, BindingSite or Complex."""
+    """Chain sequences of a Protein, BindingSite or Complex (through ``.protein``), an Antibody or an
+    AntibodyAntigen (their ``.chains``)."""
     protein = getattr(parsed, "protein", parsed)
     return [chain.sequence for chain in protein.chains]
 

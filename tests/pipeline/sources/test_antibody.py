@@ -16,6 +16,8 @@ import json
 from functools import lru_cache
 from pathlib import Path
 
+import polars as pl
+import pyarrow as pa
 import pytest
 from anarci import anarci
 from Bio import SeqIO
@@ -27,8 +29,10 @@ from grammar.formats import FORMATS
 from grammar.tokenizer import default_tokenizer
 from pipeline.check import check_roundtrip
 from pipeline.convert import convert_items
+from pipeline.records import SHARD_SCHEMA
 from pipeline.sources import make_source
 from pipeline.sources.base import convert_file
+from pipeline.split import ProteinClusterConfig, SplitConfig, assign_splits
 
 DATA = Path(__file__).resolve().parents[2] / "data"
 AB = DATA / "antibody"
@@ -242,3 +246,24 @@ def test_roundtrip_report_covers_every_antibody_record():
     assert report["failures"] == 0
     assert counts["round_trip_ok"] == counts["valid"] > 0
     assert counts["read"] == counts["valid"] + sum(counts["rejected"].values())
+
+
+def test_antibodies_are_clustered_by_sequence_in_the_split():
+    """The real split stage, from the shard columns and from the text alike: the 8KDM antibody of the SAbDab rows,
+    of the OAS unit and of the bare entry shares one sequence cluster, so one split; no antibody is keyed alone."""
+    tokenizer = default_tokenizer()
+    items = [entry for path in (SUBSET, PAIRED, STRUCTURES / "8kdm.pdb.gz") for entry in source().read(str(path))]
+    rows = convert_items(source(), tokenizer, items).records
+    assert all(row["split_group"] == "" and row["chain_sequences"] for row in rows)
+    heavy_8kdm = FORMATS["antibody"].parse(converted(SUBSET).samples[0].text).heavy.sequence
+    ids_8kdm = [row["content_id"] for row in rows if heavy_8kdm in row["chain_sequences"]]
+    config = SplitConfig(fractions=(0.5, 0.25, 0.25), proteins=ProteinClusterConfig(method="minhash"))
+    groups = []
+    for table in (pa.Table.from_pylist(rows, schema=SHARD_SCHEMA),
+                  pa.Table.from_pylist([{**r, "chain_sequences": None} for r in rows], schema=SHARD_SCHEMA)):
+        split = assign_splits(config, table).records
+        assert not any(g.startswith("key:") for g in split["group"])
+        with_8kdm = split.filter(pl.col("content_id").is_in(ids_8kdm))
+        assert with_8kdm.height >= 5 and with_8kdm["group"].n_unique() == with_8kdm["split"].n_unique() == 1
+        groups.append(split.sort("content_id")["group"].to_list())
+    assert groups[0] == groups[1]  # the chain_sequences column gives the groups parsing the text gives
