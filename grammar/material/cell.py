@@ -90,8 +90,9 @@ class OrbitError(ValueError):
 def quantize(standard: StandardCell) -> SymmetricCell:
     """Bin the free lattice parameters and put one representative per orbit on the grid."""
     free = []
+    parameters = Lattice(standard.lattice).parameters
     for index in FREE_PARAMETERS[crystal_system(standard.number)]:
-        value = float(Lattice(standard.lattice).parameters[index])
+        value = float(parameters[index])
         bins = parameter_bins(index)
         if not bins.contains(value):
             raise InvalidStructure(

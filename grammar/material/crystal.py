@@ -142,13 +142,15 @@ def _stable_cell(
     """
     cell = quantize(standardize(structure, config.symprecs, config.angle_tolerance))
     visited: list[SymmetricCell] = []
+    expansions: dict[SymmetricCell, tuple[Structure, list[int]]] = {}  # each cell expanded once
     while cell not in visited:
         if len(visited) == MAX_REFINEMENTS:
             raise InvalidStructure(f"symmetric description did not settle in {MAX_REFINEMENTS} re-standardizings")
         visited.append(cell)
-        cell = quantize(standardize(expand(cell)[0], config.symprecs, config.angle_tolerance))
+        expansions[cell] = expand(cell)
+        cell = quantize(standardize(expansions[cell][0], config.symprecs, config.angle_tolerance))
     best = min(visited[visited.index(cell):], key=_cell_key)
-    return best, *expand(best)
+    return best, *expansions[best]
 
 
 def _contacts(structure: Structure, indices: list[int], config: CrystalGrammarConfig) -> list[tuple[Contact, ...]]:

@@ -57,9 +57,15 @@ def space_group_operations(number: int) -> Operations:
 
 
 def orbit_points(point: np.ndarray, operations: Operations) -> np.ndarray:
-    """All distinct images of one grid point, sorted (the first is the lexicographically smallest)."""
+    """All distinct images of one grid point, sorted (the first is the lexicographically smallest).
+
+    Each image is packed into one integer (x * GRID + y) * GRID + z, whose order is the lexicographic
+    order of (x, y, z) since every coordinate is below GRID: a 1-D ``np.unique`` instead of the row-wise
+    one (``axis=0``), which costs several times more and ran ~10 times per crystal in quantize/expand.
+    """
     images = (operations.rotations @ point + operations.translations) % GRID
-    return np.unique(images, axis=0)
+    packed = np.unique((images[:, 0] * GRID + images[:, 1]) * GRID + images[:, 2])
+    return np.stack((packed // (GRID * GRID), packed // GRID % GRID, packed % GRID), axis=1)
 
 
 def crystal_system(number: int) -> str:
