@@ -55,7 +55,7 @@ from pipeline.near_dedup import NearDedupConfig, clusters, similar_pairs
 
 SPLITS = ("train", "valid", "test")
 PROTEIN_DOMAINS = ("protein", "pocket", "complex", "antibody")
-DEDUP_KEY_LINE = re.compile(r"^(molecule|protein|pocket|complex|reaction|material|antibody):\S+$")
+DEDUP_KEY_LINE = re.compile(r"^(molecule|protein|pocket|complex|reaction|material|antibody|mof):\S+$")
 
 
 class SplitError(ValueError):
