@@ -45,13 +45,20 @@ def _add_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _options(args: argparse.Namespace) -> dict[str, str]:
-    from pipeline.options import parse_assignments
+    """The source options, checked against the source's config dataclass here, before Ray starts: a
+    misspelt ``-o`` key is one line naming the known keys, not a failure inside every Ray worker."""
+    from pipeline.options import ConfigError, from_mapping, parse_assignments
+    from pipeline.sources import config_class
 
     options = parse_assignments(args.option)
     if args.ccd:
         if args.source != "pdb":
-            raise SystemExit("--ccd applies to the pdb source only")
+            raise ConfigError("--ccd applies to the pdb source only")
         options["components_path"] = args.ccd
+    try:
+        from_mapping(config_class(args.source), options)
+    except ConfigError as exc:
+        raise ConfigError(f"-o: {exc} (the {args.source} source's options)") from None
     return options
 
 

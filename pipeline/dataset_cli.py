@@ -104,10 +104,17 @@ def _output_name(args: argparse.Namespace, inputs: list[str]) -> str:
     if args.name:
         return args.name
     names = {ref.partition("@")[0] for ref in inputs}
+    known = _store(args).names()
     if len(names) == 1:
         name = names.pop()
-        if name in _store(args).names():
+        if name in known:
             return name
+    import glob
+
+    missing = [ref for ref in inputs if "://" not in ref and not glob.glob(ref)]
+    if missing:  # neither a dataset nor shards: say so rather than ask for --name
+        raise ValueError(f"INPUT {missing[0]!r}: no dataset of that name in {_store(args).root} (have: "
+                         f"{', '.join(known) or 'none'}) and no such shard folder or file")
     raise ValueError("--name is required when INPUT is not a dataset NAME[@VERSION] of the store")
 
 

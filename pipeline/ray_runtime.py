@@ -7,7 +7,6 @@ when the cluster needs it, one-line ``ClusterError`` otherwise). A local Ray is 
 
 from __future__ import annotations
 
-import logging
 import os
 import subprocess
 import sys
@@ -25,6 +24,8 @@ def ray_session(address: str | None = None, num_cpus: int | None = None,
     """
     import ray
 
+    from pipeline.console import ray_logging_level, ray_runtime_env
+
     if ray.is_initialized():
         yield
         return
@@ -33,7 +34,8 @@ def ray_session(address: str | None = None, num_cpus: int | None = None,
         from pipeline.ray_cluster import prepare_join
 
         prepare_join(address)
-        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False, runtime_env=runtime_env)
+        ray.init(address=address, logging_level=ray_logging_level(), log_to_driver=False,
+                 runtime_env=ray_runtime_env(runtime_env))
         try:
             yield
         finally:
@@ -45,9 +47,9 @@ def ray_session(address: str | None = None, num_cpus: int | None = None,
             num_cpus=num_cpus or os.cpu_count(),
             include_dashboard=False,
             object_store_memory=512 * 1024 * 1024,
-            logging_level=logging.WARNING,
+            logging_level=ray_logging_level(),
             log_to_driver=False,
-            runtime_env=runtime_env,
+            runtime_env=runtime_env,  # local workers inherit the quiet environment (pipeline.console)
         )
         reaper.stdin.write(ray._private.worker._global_node.get_session_dir_path() + "\n")
         reaper.stdin.flush()

@@ -66,8 +66,25 @@ def _add_overrides(parser: argparse.ArgumentParser) -> None:
 
 
 def _fail(exc: BaseException) -> int:
+    """A usage error (config, data, checkpoint, layout): one line, exit 2. A run that started and failed is
+    re-raised for the ``logos`` entry point to report as a failure (exit 1, ``workflows.errors``)."""
+    from training.launch import LaunchError
+
+    if isinstance(exc, LaunchError) and "\n" in str(exc):
+        raise exc
     print(f"error: {exc}", file=sys.stderr)
     return 2
+
+
+def _config_file(path: str) -> str:
+    """The training YAML; a missing one is named with the bundled configs, the usual fix."""
+    from pathlib import Path
+
+    if not Path(path).is_file():
+        bundled = Path(__file__).parent / "configs"
+        names = ", ".join(sorted(p.name for p in bundled.glob("*.yaml")))
+        raise TrainingError(f"no training config {path}: give a YAML file, e.g. one of training/configs/ ({names})")
+    return path
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -85,7 +102,7 @@ def _train(args: argparse.Namespace) -> int:
 
         if args.ray_address:  # the address and token first: a user fixes one thing at a time
             prepare_join(args.ray_address)
-        result = train(load_config(args.config, overrides))
+        result = train(load_config(_config_file(args.config), overrides))
     except (TrainingError, ClusterError) as exc:
         return _fail(exc)
     print(json.dumps({k: str(v) if v is not None and not isinstance(v, int | float | dict) else v
@@ -99,7 +116,7 @@ def _launch(args: argparse.Namespace) -> int:
 
     try:
         runtime_env = load_runtime_env(args.runtime_env) if args.runtime_env else None
-        job_id = submit_job(load_config(args.config, args.overrides), args.address, wait=args.wait,
+        job_id = submit_job(load_config(_config_file(args.config), args.overrides), args.address, wait=args.wait,
                             runtime_env=runtime_env)
     except JobFailed as exc:  # submitted and ran: not a usage error
         print(f"error: {exc}", file=sys.stderr)

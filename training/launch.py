@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+from pipeline.console import verbose
 from training.config import TrainConfig, config_to_dict
 from training.errors import TrainingError
 from training.rank import LAUNCHER_PID_ENV, rank_environment
@@ -104,7 +105,10 @@ def launch_local(config: TrainConfig) -> None:
         rdzv_endpoint=f"localhost:{config.launch.master_port}",
         max_restarts=0,
         monitor_interval=0.2,
-        logs_specs=DefaultLogsSpecs(log_dir=str(Path(config.run_dir) / "logs"), tee=Std.ALL),
+        # The ranks' output stays in <run_dir>/logs; on the console only with ``logos -v`` (progress comes
+        # from metrics.jsonl: training.progress).
+        logs_specs=DefaultLogsSpecs(log_dir=str(Path(config.run_dir) / "logs"), redirects=Std.ALL,
+                                    tee=Std.ALL if verbose() else Std.NONE),
         shutdown_timeout=5,
     )
     # Ranks inherit both: the launcher pid to end themselves if this process disappears (see

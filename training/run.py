@@ -50,6 +50,7 @@ def preflight(config: TrainConfig) -> None:
     own = find_checkpoint(config.checkpoint_dir) if config.checkpoint.resume else None
     if own is not None:
         check_same_data(own, blend, config.run_dir)
+        check_same_recipe(own, config)
     ref = start_checkpoint(config.checkpoint_dir, config.checkpoint.resume, config.checkpoint.load)
     if ref is not None and ref.meta.get("weights_only"):
         raise CheckpointError(f"checkpoint {ref.path} holds weights only (an import, no optimizer state): "
@@ -82,6 +83,38 @@ def check_same_data(ref: CheckpointRef, blend: Blend, run_dir: str) -> None:
                               "own blend to resume")
 
 
+# What a resumed run must keep besides its data and model shape: the seeds, the batch and sequence shape
+# (together they fix which documents each step reads, see ``training.data``) and the optimizer. Free to
+# change: the parallel layout (checkpoints reshard), precision, ``train_steps`` (extends a run), the
+# checkpoint and logging cadence, the launcher.
+RECIPE_KEYS = ("seed", "data.seed", "data.seq_length", "data.global_batch_size", "optimizer")
+
+
+def _flat(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for key, value in mapping.items():
+        name = f"{prefix}{key}"
+        flat |= _flat(value, f"{name}.") if isinstance(value, dict) else {name: value}
+    return flat
+
+
+def check_same_recipe(ref: CheckpointRef, config: TrainConfig) -> None:
+    """A run directory resumes only with the recipe it was trained with (``RECIPE_KEYS``); otherwise the
+    resumed steps would silently follow another learning-rate schedule or data order than the steps before.
+    Checkpoints that predate a key are not held to it."""
+    from training.config import config_to_dict
+
+    saved, current = _flat(ref.meta.get("config") or {}), _flat(config_to_dict(config))
+    recipe = [key for key in sorted(current) if any(key == k or key.startswith(f"{k}.") for k in RECIPE_KEYS)]
+    differ = [key for key in recipe if key in saved and saved[key] != current[key]]
+    if differ:
+        was = ", ".join(f"{key} {saved[key]}" for key in differ)
+        now = ", ".join(f"{key} {current[key]}" for key in differ)
+        raise CheckpointError(f"run_dir {config.run_dir} holds checkpoint {ref.path} trained with {was}; this config "
+                              f"asks for {now}: use another run_dir to train with it, or the run's own "
+                              f"{Path(config.run_dir) / 'config.json'} to resume")
+
+
 def train(config: TrainConfig) -> TrainResult:
     """Run training to ``config.train_steps`` with ``parallel.world_size`` ranks; returns when they finish.
 
@@ -89,15 +122,25 @@ def train(config: TrainConfig) -> TrainResult:
     a cluster). A previous result file is removed first so a failed run never reports a stale result.
     """
     validate(config)
+    if config.launch.backend == "local":  # the layout against this machine's devices, before anything else
+        import torch
+
+        from training.launch import check_local_devices
+
+        cuda = torch.cuda.is_available()
+        check_local_devices(config, cuda, torch.cuda.device_count() if cuda else 0)
     preflight(config)
     result_path = Path(config.run_dir) / RESULT_FILE
     result_path.unlink(missing_ok=True)
-    if config.launch.backend == "ray":
-        from training.ray_launch import launch_ray
+    from training.progress import follow_metrics
 
-        launch_ray(config)
-    else:
-        from training.launch import launch_local
+    with follow_metrics(config.metrics_path, config.train_steps):  # step, loss, tokens/s on the terminal
+        if config.launch.backend == "ray":
+            from training.ray_launch import launch_ray
 
-        launch_local(config)
+            launch_ray(config)
+        else:
+            from training.launch import launch_local
+
+            launch_local(config)
     return TrainResult.read(config)

@@ -46,30 +46,46 @@ def _run(args: argparse.Namespace) -> int:
     except ClusterError as exc:
         print(f"logos run: {exc}", file=sys.stderr)
         return 2
-    width = max(map(len, outcome.plan), default=0)
-    print("stage".ljust(width), "plan" if args.dry_run else "plan -> result")
-    for stage, step in outcome.plan.items():
-        action = {"run": "would run", "done": "done (cached output)", "skip": "not configured"}[step]
-        if not args.dry_run and step != "skip":
-            action = f"{action} -> {'executed' if stage in outcome.executed else 'cache hit'}"
-        print(stage.ljust(width), action)
-    if outcome.record is not None:
-        print(f"run {outcome.record.run_id}: {outcome.record.status}; record {outcome.record.path}")
-        _print_outputs(outcome.results)
+    if args.dry_run:
+        width = max(map(len, outcome.plan), default=0)
+        print("stage".ljust(width), "plan")
+        actions = {"run": "would run", "done": "done (cached output)", "skip": "not configured"}
+        for stage, step in outcome.plan.items():
+            print(stage.ljust(width), actions[step])
+        return 0
+    # Each stage already had its progress line (workflows.progress); the summary names what came out.
+    record = outcome.record
+    stages = [s for s, step in outcome.plan.items() if step != "skip"]
+    cached = len([s for s in stages if s not in outcome.executed])
+    print(f"run {record.run_id} {record.status}: {len(stages) - cached} stages ran, {cached} cached; "
+          f"record {record.path}")
+    for name, path, note in output_lines(outcome.results):
+        print(f"  {name:10s} {path}" + (f"  ({note})" if note else ""))
     return 0
 
 
-def _print_outputs(results: dict) -> None:
-    for stage in ("exported", "trained", "hf_model", "evaluated", "report"):
-        value = results.get(stage)
-        if value is None:
-            continue
-        if stage == "exported":
-            print(f"dataset  {value.ref}  (logos datasets show {value.ref})")
-        elif stage == "trained":
-            print(f"trained  {value.steps} steps, final loss {value.final_loss:.3f}, checkpoint {value.checkpoint}")
-        else:
-            print(f"{stage:8s} {Path(value.path) / value.main_file}")
+def output_lines(results: dict) -> list[tuple[str, str, str]]:
+    """(name, path, how to use it) for each output of a run, each path openable as printed: the dataset
+    by ``logos datasets show``, the model directory by ``from_pretrained``, the report in a browser."""
+    lines = []
+    exported = results.get("exported")
+    if exported is not None:
+        lines.append(("dataset", exported.ref, f"logos datasets show {exported.ref}"))
+        lines.append(("blend", str(exported.blend_path()), "logos train CONFIG --set data.blend=..."))
+    trained = results.get("trained")
+    if trained is not None:
+        loss = f", final loss {trained.final_loss:.3f}" if trained.final_loss is not None else ""
+        lines.append(("checkpoint", str(trained.checkpoint), f"{trained.steps} steps{loss}"))
+    hf_model = results.get("hf_model")
+    if hf_model is not None:  # the directory: from_pretrained cannot load its config.json path
+        lines.append(("hf_model", str(hf_model.path), "AutoModelForCausalLM.from_pretrained(path)"))
+    evaluated = results.get("evaluated")
+    if evaluated is not None:
+        lines.append(("eval", str(Path(evaluated.path) / "results.json"), "every metric with its count"))
+    report = results.get("report")
+    if report is not None:
+        lines.append(("report", str(Path(report.path) / report.main_file), "open in a browser"))
+    return lines
 
 
 def _report(args: argparse.Namespace) -> int:

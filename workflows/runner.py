@@ -61,8 +61,11 @@ class RunOutcome:
     executed: list[str] = field(default_factory=list)
 
 
-def build_driver(workspace: Workspace, *, executor: str = "local", cache: bool = True) -> driver.Driver:
+def build_driver(workspace: Workspace, *, executor: str = "local", cache: bool = True,
+                 progress: Any = None) -> driver.Driver:
     builder = driver.Builder().with_modules(dag)
+    if progress is not None:  # workflows.progress: a line (or a bar) per stage
+        builder = builder.with_adapters(progress)
     if executor == "ray":
         from hamilton.plugins.h_ray import RayGraphAdapter
 
@@ -144,10 +147,12 @@ def run_workflow(
         steps.get(s) == "run" for s in STAGES if s.endswith("_shards") or s == "deduplicated"
     )
     from pipeline.ray_runtime import ray_session
+    from workflows.progress import StageProgress
 
+    progress = StageProgress([s for s, step in steps.items() if step != "skip"], workspace.executed)
     try:
         with ray_session(workspace.ray_address) if needs_ray else nullcontext():
-            dr = build_driver(workspace, executor=loaded.config.executor)
+            dr = build_driver(workspace, executor=loaded.config.executor, progress=progress)
             stages = stages_for(dr, loaded.config.targets)
             results = dr.execute(stages, inputs=stage_inputs(loaded, workspace))
         executed = set(workspace.executed())
@@ -156,6 +161,8 @@ def run_workflow(
         record.stages = {s: {"executed": True} for s in workspace.executed()}
         record.save()
         raise
+    finally:
+        progress.close()
     record.stages = {s: {"output": describe(results[s]), "executed": s in executed} for s in stages}
     record.status, record.finished = "succeeded", now()
     record.save()

@@ -97,4 +97,4 @@ def test_stage_writes_a_version_of_its_input_dataset_without_name(shards, tmp_pa
     split = json.loads(out)["dataset"]
     assert split.startswith("mydata@") and split != deduped
     code, _, err = run(capsys, "mix", "nosuchdata", *store)
-    assert code == 2 and "--name is required" in err
+    assert code == 2 and "'nosuchdata': no dataset of that name" in err and "have: mydata" in err

@@ -42,3 +42,18 @@ def test_a_blend_without_a_dataset_is_compared_by_its_path(ref_tp1, blend_path, 
     anonymous = _copy_blend(blend_path, tmp_path / "anonymous", dataset={})
     with pytest.raises(CheckpointError, match="other data"):
         preflight(make_config(ref_tp1.run_dir, anonymous))
+
+
+def test_a_run_directory_refuses_another_recipe(ref_tp1, blend_path):
+    """Learning rate, batch shape or seed changed on resume: one line naming both values and the fix."""
+    with pytest.raises(CheckpointError) as raised:
+        preflight(make_config(ref_tp1.run_dir, blend_path, "optimizer.lr=0.5", "data.global_batch_size=8"))
+    message = str(raised.value)
+    assert "optimizer.lr" in message and "0.5" in message and "data.global_batch_size" in message
+    assert "another run_dir" in message and len(message.splitlines()) == 1
+
+
+def test_a_run_directory_resumes_with_more_steps_or_another_layout(ref_tp1, blend_path):
+    """What may change on resume: train_steps (extends the run), the parallel layout, the cadences."""
+    preflight(make_config(ref_tp1.run_dir, blend_path, f"train_steps={ref_tp1.steps + 4}", "parallel.tensor=2",
+                          "checkpoint.interval=7", "logging.interval=3"))

@@ -50,6 +50,10 @@ def test_workflow_with_storage_credentials_writes_and_prints_none(tmp_path):
     done = subprocess.run([sys.executable, "-m", "workflows.cli", "run", str(workflow)], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
+    # Quiet by default: stderr holds one progress line per stage and nothing else (no Ray or library logs).
+    stages = [line.split("  ")[0].strip() for line in done.stderr.splitlines()]
+    assert stages == ["ingest chembl", "dedup"], done.stderr
+    assert "100 items -> " in done.stderr and done.stdout.startswith("run ")
     summary = json.loads(next(home.glob("ingest/chembl/*/summary.json")).read_text())
     assert summary["config"]["source_options"]["storage_options"] == {"key": REDACTED, "secret": REDACTED}
     assert summary["items"]["written"] > 0  # the credentials did reach the (local) filesystem without harm
