@@ -9,6 +9,7 @@ parse, and the grammar's parser reading the written text back.
 
 from __future__ import annotations
 
+import gzip
 import shutil
 import warnings
 from collections import Counter
@@ -163,3 +164,10 @@ def test_a_cif_with_several_data_blocks_gives_one_record_or_reject_each(tmp_path
     assert [s.source_id for s in done.samples] == ["three_blocks#1", "three_blocks#3"]
     assert [s.text for s in done.samples] == [sample_of("ZIF-8-RASPA").text, sample_of("qmof-fef756d").text]
     assert [(r.locator, r.reason_code) for r in done.rejects] == [("file structure 2", "mof_charge_unbalanced")]
+
+
+def test_gzipped_cif_reads_the_same(tmp_path):
+    path = tmp_path / "ZIF-8-RASPA.cif.gz"
+    path.write_bytes(gzip.compress((MOF_DIR / "ZIF-8-RASPA.cif").read_bytes()))
+    (sample,) = convert_file(make_source("mof"), str(path)).samples
+    assert sample.source_id == "ZIF-8-RASPA" and sample.text == sample_of("ZIF-8-RASPA").text
