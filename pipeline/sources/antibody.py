@@ -8,7 +8,7 @@ kind is read off the file name:
 - ``*.tsv``: a SAbDab summary (``sabdab_summary_all.tsv`` columns ``pdb Hchain Lchain model antigen_chain
   antigen_type … scfv …``). One item per row, and the row's own chains: ``Hchain``/``Lchain`` (``NA`` when
   absent: nanobodies have no light chain; an scFv names one chain twice), ``antigen_chain`` (``"B | C"``).
-  The structure is looked up by PDB id in ``structures`` (a directory or URI prefix; default: the TSV's
+  The structure is looked up by PDB id in ``structures_path`` (a directory or URI prefix; default: the TSV's
   directory), as ``{id}.cif[.gz]``, ``{id}.pdb[.gz]``, ``{id}.ent[.gz]`` or ``pdb{id}.ent.gz`` in either case.
   Reject codes: ``structure_missing``; ``chain_not_in_structure`` (a heavy or light chain id the entry
   lacks: the row; an antigen chain: its interaction sample); ``not_heavy_chain``/``not_light_chain``
@@ -92,7 +92,7 @@ class AntibodyProblem(ValueError):
 
 @dataclass(frozen=True)
 class AntibodyConfig:
-    structures: str | None = None  # SAbDab structures: directory or URI prefix; None: the TSV's directory
+    structures_path: str | None = None  # SAbDab structures: directory or URI prefix; None: the TSV's directory
     contact_cutoff: float = DEFAULT_POCKET_CUTOFF  # Å, heavy atom to heavy atom (the pocket rule)
     storage_options: dict[str, Any] | None = field(default=None, hash=False)
 
@@ -139,7 +139,7 @@ class AntibodySource:
             yield from self._oas_rows(uri)
 
     def _sabdab_rows(self, uri: str) -> Iterator[SourceItem | Reject]:
-        directory = (self.config.structures or posixpath.dirname(uri)).rstrip("/")
+        directory = (self.config.structures_path or posixpath.dirname(uri)).rstrip("/")
         with open_text(uri, self.config.storage_options) as stream:
             lines = enumerate(stream, start=1)
             header = next((line for _, line in lines if line.strip()), "").rstrip("\r\n").split("\t")

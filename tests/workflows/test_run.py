@@ -29,7 +29,7 @@ def test_demo_runs_end_to_end(demo):
     exported, trained = outcome.results["exported"], outcome.results["trained"]
     blend = json.loads(exported.blend_path().read_text())
     assert set(blend["splits"]["train"]["domains"]) == {"protein", "pocket", "complex", "molecule", "reaction",
-                                                        "material"}
+                                                        "material", "antibody"}
     losses = [json.loads(line)["loss"] for line in Path(trained.metrics_path).read_text().splitlines()
               if '"kind": "train"' in line]
     assert trained.steps == 30 and losses[-1] < losses[0] - 2.0  # the tiny model learns the grammar

@@ -46,7 +46,7 @@ CUTOFF = 6.0
 
 
 def source():
-    return make_source("antibody", {"structures": str(STRUCTURES)})
+    return make_source("antibody", {"structures_path": str(STRUCTURES)})
 
 
 @lru_cache(maxsize=4)
@@ -241,7 +241,7 @@ def test_antibodies_in_a_bare_pdb_entry_pair_as_sabdab_does():
 
 def test_roundtrip_report_covers_every_antibody_record():
     inputs = [str(p) for p in (SUBSET, HANDMADE, PAIRED, UNPAIRED, STRUCTURES / "1kb5.pdb.gz")]
-    report = check_roundtrip("antibody", inputs, {"structures": str(STRUCTURES)})
+    report = check_roundtrip("antibody", inputs, {"structures_path": str(STRUCTURES)})
     counts = report["domains"]["antibody"]
     assert report["failures"] == 0
     assert counts["round_trip_ok"] == counts["valid"] > 0
