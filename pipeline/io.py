@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
 import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -59,8 +60,13 @@ def expand_inputs(
 
 @contextmanager
 def open_binary(uri: str, storage_options: dict | None = None) -> Iterator[BinaryIO]:
-    """A decompressed binary stream of ``uri``; gzip is detected from its first bytes."""
-    with fsspec.open(uri, "rb", **(storage_options or {})) as raw:
+    """A decompressed binary stream of ``uri``; gzip is detected from its first bytes.
+
+    A plain local path is opened by the OS directly: fsspec's URL parsing costs ~0.3 ms a file, 5% of a
+    PDB entry's whole ingest (one file per entry). URLs, chained URLs and storage options go through fsspec.
+    """
+    local = "://" not in uri and "::" not in uri and not storage_options
+    with open(os.path.expanduser(uri), "rb") if local else fsspec.open(uri, "rb", **(storage_options or {})) as raw:
         buffered = io.BufferedReader(raw) if not hasattr(raw, "peek") else raw
         head = buffered.peek(2)[:2]
         if head == GZIP_MAGIC:
