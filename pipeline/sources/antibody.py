@@ -214,7 +214,10 @@ class AntibodySource:
 
     def _load(self, path: str) -> Entry:
         if self._entry is None or self._entry[0] != path:
-            text = read_bytes(path, self.config.storage_options).decode("utf-8")
+            try:
+                text = read_bytes(path, self.config.storage_options).decode("utf-8")
+            except (OSError, UnicodeDecodeError) as exc:  # CorruptInput (bad gzip) is an OSError
+                raise AntibodyProblem(getattr(exc, "reason_code", "unreadable_structure"), f"{path}: {exc}") from exc
             self._entry = (path, load_entry(text, fallback_id=entry_id_from_file_name(path)))
         return self._entry[1]
 

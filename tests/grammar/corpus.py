@@ -16,6 +16,7 @@ from tests.grammar.real_data import DATA, protein_chains, raw_reactions, raw_smi
 
 @lru_cache(maxsize=1)
 def grammar_corpus() -> tuple[str, ...]:
+    from tests.grammar.test_antibody import antibody_texts
     from tests.grammar.test_pocket_and_complex import ENTRIES, _sites
 
     texts = [write_molecule(Molecule.from_smiles(s)) for s in raw_smiles() if Chem.MolFromSmiles(s) is not None]
@@ -34,4 +35,5 @@ def grammar_corpus() -> tuple[str, ...]:
         for site in _sites(name):
             texts += [write_pocket(site), write_pocket(site, expanded=True), write_search(site), write_trans(site)]
             texts += [write_complex(Complex(site.protein, ligand, site.pocket), f) for f in ComplexForm]
+    texts += antibody_texts()
     return tuple(texts)

@@ -32,6 +32,14 @@ LIGHT = AntibodyChain(
 )
 
 
+def antibody_texts() -> list[str]:
+    """Antibody texts for the corpus-wide grammar and tokenizer checks (tests/grammar/corpus.py)."""
+    heavy = AntibodyChain(HEAVY.sequence, HEAVY.cdrs, paratope=(2, 27, 28))
+    antigen = BindingSite(Protein.from_sequences("MKTAYIAKQR", "GGSW"), Pocket(((0, 3), (1, 0))))
+    antibodies = [Antibody(HEAVY, LIGHT), Antibody(HEAVY), Antibody(None, LIGHT)]
+    return [*map(write_antibody, antibodies), write_antibody_antigen(AntibodyAntigen(Antibody(heavy, LIGHT), antigen))]
+
+
 def test_layout_heavy_then_light_with_cdrs_wrapped_whole():
     text = write_antibody(Antibody(HEAVY, LIGHT))
     assert text.startswith("<AntibodyS><ProteinS>QVQLVQSGAEVKKPGASVKVSCKTS<CdrS>GYTFTDHY<CdrE>MYW")

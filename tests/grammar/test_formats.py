@@ -14,6 +14,7 @@ def test_every_fixture_string_is_detected_parsed_and_rewritten_identically():
         tasks_seen.add(task)
         assert FORMATS[task].write(obj) == text
     assert {"molecule", "react", "reverse_react", "protein", "pocket", "pocket_smiles", "search", "trans"} <= tasks_seen
+    assert {"antibody", "antibody_antigen"} <= tasks_seen
     assert {t for t in tasks_seen if t.startswith("complex_")} == {
         "complex_residue_smiles", "complex_residue_surface_smiles", "complex_residue_surface_expanded_smiles"
     }

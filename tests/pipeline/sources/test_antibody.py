@@ -267,3 +267,39 @@ def test_antibodies_are_clustered_by_sequence_in_the_split():
         assert with_8kdm.height >= 5 and with_8kdm["group"].n_unique() == with_8kdm["split"].n_unique() == 1
         groups.append(split.sort("content_id")["group"].to_list())
     assert groups[0] == groups[1]  # the chain_sequences column gives the groups parsing the text gives
+
+
+def test_bad_files_are_one_reject_each(tmp_path):
+    header = SUBSET.read_text().splitlines()[0]
+    no_chains = tmp_path / "no_chain_columns.tsv"
+    no_chains.write_text("pdb\tmodel\n8kdm\t0\n")
+    not_json = tmp_path / "not_an_oas_unit.csv"
+    not_json.write_text("sequence_alignment_aa\nQVQLVQSGAEVKKPG\n")
+    no_sequences = tmp_path / "oas_without_sequences.csv"
+    no_sequences.write_text('{"Run": 1}\nsequence_id,v_call\nx,IGHV1-2\n')
+    broken = tmp_path / "structures"
+    broken.mkdir()
+    (broken / "8kdm.pdb.gz").write_bytes(b"\x1f\x8b\x08\x00 not really gzip")
+    row = next(line for line in SUBSET.read_text().splitlines() if line.startswith("8kdm\t"))
+    sabdab = tmp_path / "rows.tsv"
+    sabdab.write_text(f"{header}\n{row}\n")
+    for path, code in ((no_chains, "wrong_header"), (not_json, "wrong_header"), (no_sequences, "wrong_header")):
+        done = converted(path)
+        assert not done.items and [r.reason_code for r in done.rejects] == [code], path.name
+    done = convert_file(make_source("antibody", {"structures_path": str(broken)}), str(sabdab))
+    assert [(r.stage, r.reason_code) for r in done.rejects] == [("convert", "corrupt_gzip")]
+    assert "8kdm.pdb.gz" in done.rejects[0].reason
+
+
+def test_an_scfv_sequence_holds_both_domains():
+    """The numbering an scFv row relies on: heavy and light variable domains of one chain, each on its own span."""
+    from pipeline.sources.antibody_numbering import number_sequences
+
+    sabdab = {s.source_id: FORMATS["antibody"].parse(s.text) for s in converted(SUBSET).samples if s.task == "antibody"}
+    antibody = sabdab["8KDM:E+D"]
+    linker = "GGGGS" * 3
+    scfv = antibody.heavy.sequence + linker + antibody.light.sequence
+    heavy, light = number_sequences([scfv])[0]
+    assert (heavy.chain_type, light.chain_type) == ("H", "K")
+    assert scfv[heavy.start:heavy.end] == antibody.heavy.sequence
+    assert light.start >= heavy.end + len(linker) - 1 and scfv[light.start:light.end] in antibody.light.sequence
