@@ -2,7 +2,8 @@
 
 Formats (LOGOS tags verbatim):
 - pocket annotation: each pocket residue wrapped ``<PocketS>X<PocketE>`` in its chain;
-- SMILES-expanded pocket: each pocket residue written as its amino-acid SMILES inside the tags;
+- SMILES-expanded pocket: each pocket residue written as its amino-acid SMILES inside the tags (a
+  non-standard residue as its own SMILES from the CCD: selenomethionine keeps Se, a D-residue D stereo);
 - ``<Search>`` sample: plain protein, ``<Search>``, pocket-annotated protein;
 - ``<Trans>`` sample: pocket-annotated protein, ``<Trans>``, SMILES-expanded protein.
 """
@@ -56,11 +57,14 @@ class BindingSite:
 
 
 def _write_chain(chain: Chain, pocket_positions: frozenset[int], expanded: bool) -> str:
+    """An expanded pocket residue is its own SMILES where the chain has one (``Chain.residue_smiles``: a
+    modified or D-residue), else its letter's standard amino acid."""
     table = residue_smiles_table() if expanded else None
+    own = dict(chain.residue_smiles) if expanded else {}
     parts = [PROTEIN_S]
     for i, residue in enumerate(chain.sequence):
         if i in pocket_positions:
-            parts.append(f"{POCKET_S}{table[residue] if table else residue}{POCKET_E}")
+            parts.append(f"{POCKET_S}{(own.get(i) or table[residue]) if table else residue}{POCKET_E}")
         else:
             parts.append(residue)
     parts.append(PROTEIN_E)
@@ -85,7 +89,7 @@ def site_from_chains(chains: list[ChainRead], stream: TokenStream, *, expanded: 
         want = "SMILES-expanded" if expanded else "one-letter"
         raise stream.error(f"expected {want} pocket residues", at=0)
     residues = tuple((c, i) for c, chain in enumerate(chains) for i in chain.pocket_positions)
-    protein = Protein(tuple(Chain(c.sequence) for c in chains))
+    protein = Protein(tuple(Chain(c.sequence, residue_smiles=c.residue_smiles) for c in chains))
     return BindingSite(protein, Pocket(residues))
 
 

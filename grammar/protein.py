@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 
 from rdkit import Chem
 
@@ -28,6 +29,9 @@ _CCD_ONLY_RESIDUE_SMILES = {
     "O": "C[C@@H]1CC=N[C@H]1C(=O)NCCCC[C@H](N)C(=O)O",
 }
 UNKNOWN_RESIDUE_SMILES = "*"
+# Non-standard amino acids (MSE, SEP, DAL, ...) as the CCD defines them: ccd_id, letter, SMILES. Made from the
+# CCD by ``pipeline.sources.residue_table``; read here to parse a SMILES-expanded pocket residue back.
+NONSTANDARD_RESIDUES_PATH = Path(__file__).with_name("data") / "nonstandard_residues.tsv"
 
 
 @lru_cache(maxsize=1)
@@ -44,23 +48,48 @@ def residue_from_smiles_table() -> dict[str, str]:
     return {smiles: aa for aa, smiles in residue_smiles_table().items()}
 
 
-def residue_for_smiles(smiles: str, *, position: int | None = None, text: str | None = None) -> str:
-    table = residue_from_smiles_table()
+@lru_cache(maxsize=1)
+def nonstandard_residues() -> dict[str, tuple[str, str]]:
+    """CCD id -> (one-letter code, canonical SMILES) of the CCD's non-standard amino acids."""
+    rows = (line.split("\t") for line in NONSTANDARD_RESIDUES_PATH.read_text().splitlines() if line[:1] != "#")
+    return {ccd_id: (letter, smiles) for ccd_id, letter, smiles in rows}
+
+
+@lru_cache(maxsize=1)
+def nonstandard_letter_table() -> dict[str, str]:
+    """Canonical SMILES -> one-letter code of the non-standard amino acids (each SMILES has one letter)."""
+    return {smiles: letter for letter, smiles in nonstandard_residues().values()}
+
+
+def residue_for_smiles(smiles: str, *, position: int | None = None, text: str | None = None) -> tuple[str, bool]:
+    """(one-letter code, is non-standard) of a pocket residue written as SMILES: a standard residue's
+    SMILES, or a non-standard amino acid of the CCD (``nonstandard_residues``)."""
+    table, other = residue_from_smiles_table(), nonstandard_letter_table()
     if smiles in table:
-        return table[smiles]
+        return table[smiles], False
+    if smiles in other:
+        return other[smiles], True
     canonical = Chem.MolToSmiles(mol_from_smiles(smiles, position=position, text=text))
-    if canonical not in table:
-        raise InvalidResidue(f"SMILES {smiles!r} is not an amino-acid residue", position=position, text=text)
-    return table[canonical]
+    if canonical in table:
+        return table[canonical], False
+    if canonical in other:
+        return other[canonical], True
+    raise InvalidResidue(f"SMILES {smiles!r} is not an amino-acid residue", position=position, text=text)
 
 
 @dataclass(frozen=True, slots=True)
 class Chain:
-    """One polymer chain. Only ``sequence`` is grammar content; ids are provenance."""
+    """One polymer chain. Only ``sequence`` is grammar content; ids are provenance.
+
+    ``residue_smiles`` holds (position, SMILES) of non-standard residues (selenomethionine, D-residues):
+    a SMILES-expanded pocket writes that SMILES instead of the letter's standard one. Only expanded texts
+    carry it, so it is not part of equality (a one-letter text of the same chain equals it).
+    """
 
     sequence: str
     chain_id: str = field(default="", compare=False)
     residue_ids: tuple[str, ...] = field(default=(), compare=False)
+    residue_smiles: tuple[tuple[int, str], ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
         if not self.sequence:
@@ -102,6 +131,7 @@ class ChainRead:
     sequence: str
     pocket_positions: tuple[int, ...]
     expanded: bool | None  # None: no pocket residues; True: residues written as SMILES
+    residue_smiles: tuple[tuple[int, str], ...] = ()  # (position, SMILES) of non-standard pocket residues
 
 
 def read_chain(stream: TokenStream) -> ChainRead:
@@ -109,6 +139,7 @@ def read_chain(stream: TokenStream) -> ChainRead:
     residues: list[str] = []
     pocket: list[int] = []
     styles: set[bool] = set()
+    nonstandard: list[tuple[int, str]] = []
     while stream.peek() != PROTEIN_E:
         token = stream.peek()
         if token is None:
@@ -120,7 +151,10 @@ def read_chain(stream: TokenStream) -> ChainRead:
             if len(content) == 1 and content in _RESIDUES:
                 residue, expanded = content, False
             else:
-                residue, expanded = residue_for_smiles(content, position=start, text=stream.text), True
+                residue, modified = residue_for_smiles(content, position=start, text=stream.text)
+                expanded = True
+                if modified:
+                    nonstandard.append((len(residues), content))
             styles.add(expanded)
             pocket.append(len(residues))
             residues.append(residue)
@@ -133,7 +167,7 @@ def read_chain(stream: TokenStream) -> ChainRead:
         raise stream.error("empty chain", InvalidResidue)
     if len(styles) > 1:
         raise stream.error("a chain mixes one-letter and SMILES pocket residues")
-    return ChainRead("".join(residues), tuple(pocket), styles.pop() if styles else None)
+    return ChainRead("".join(residues), tuple(pocket), styles.pop() if styles else None, tuple(nonstandard))
 
 
 def read_chains(stream: TokenStream) -> list[ChainRead]:

@@ -30,7 +30,7 @@ from functools import cached_property, lru_cache
 import gemmi
 import numpy as np
 
-from grammar.protein import RESIDUE_ALPHABET
+from grammar.protein import RESIDUE_ALPHABET, nonstandard_residues
 from pipeline.sources.ccd import peptide_one_letter_codes
 
 _RESIDUES = frozenset(RESIDUE_ALPHABET)
@@ -62,6 +62,7 @@ class Chain:
     sequence: str
     sequence_source: str  # "deposited" (entity sequence / SEQRES) | "modelled"
     nonstandard: int  # residues that are not standard amino acids (modified, unknown)
+    residue_smiles: tuple[tuple[int, str], ...] = ()  # (position, CCD SMILES) of non-standard residues
 
 
 @dataclass(slots=True)
@@ -362,6 +363,11 @@ class _EntryBuilder:
                 sequence="".join(letter for letter, _ in letters),
                 sequence_source=source,
                 nonstandard=sum(not standard for _, standard in letters),
+                residue_smiles=tuple(
+                    (offsets[i], nonstandard_residues()[name][1])
+                    for i, (name, (_, standard)) in enumerate(zip(names, letters, strict=True))
+                    if not standard and name in nonstandard_residues()
+                ),
             )
         )
 

@@ -54,7 +54,11 @@ def binding_site(entry: Entry, residue_rows: np.ndarray, cutoff: float) -> Bindi
     chain_indices = list(dict.fromkeys(int(c) for c in chain_of))
     local = {chain: i for i, chain in enumerate(chain_indices)}
     protein = Protein(
-        tuple(Chain(entry.chains[c].sequence, chain_id=entry.chains[c].chain_id) for c in chain_indices),
+        tuple(
+            Chain(entry.chains[c].sequence, chain_id=entry.chains[c].chain_id,
+                  residue_smiles=entry.chains[c].residue_smiles)
+            for c in chain_indices
+        ),
         source_id=entry.entry_id,
     )
     residues = tuple(
@@ -62,6 +66,9 @@ def binding_site(entry: Entry, residue_rows: np.ndarray, cutoff: float) -> Bindi
     )
     residue_ids = tuple(entry.residue_ids[r] for r in residue_rows)
     return BindingSite(protein, Pocket(residues, cutoff=cutoff, residue_ids=residue_ids))
+
+
+EXPANDED_TASKS = frozenset({"pocket_smiles", "trans", "complex_residue_surface_expanded_smiles"})
 
 
 @lru_cache(maxsize=65536)
@@ -107,6 +114,9 @@ def ligand_samples(
     ligand_key = ligand_dedup_key(component.smiles)
     sequences = "/".join(chain.sequence for chain in site.protein.chains)
     positions = ",".join(f"{c}:{i}" for c, i in site.pocket.residues)
+    # Non-standard pocket residues change the SMILES-expanded texts (MSE is not MET there): keyed too.
+    own = [(c, i, smiles) for c, chain in enumerate(site.protein.chains) for i, smiles in chain.residue_smiles
+           if (c, i) in set(site.pocket.residues)]
     metadata = entry_metadata(entry) | {
         "chain_ids": [chain.chain_id for chain in site.protein.chains],
         "ligand_ccd_id": ligand.ccd_id,
@@ -130,6 +140,8 @@ def ligand_samples(
             canonical.append(ligand_key)
         if task != "complex_residue_smiles":  # every other form marks the pocket
             canonical.append(positions)
+        if own and task in EXPANDED_TASKS:
+            canonical.append(repr(own))
         obj = complex_ if is_complex else site
         samples.append(
             Sample(

@@ -272,3 +272,86 @@ def test_peptide_components_map_to_x_only_without_a_ccd_code() -> None:
         if residue_letter(ccd_id)[0] != expected:
             wrong.append((ccd_id, code, parent, residue_letter(ccd_id)[0]))
     assert not wrong, wrong[:10]
+
+
+# --- SMILES-expanded pockets write the residue that is there ------------------------------------------
+
+
+def alpha_carbon_label(smiles: str) -> str:
+    """CIP label (RDKit's new CIP labeller) of the carbon carrying the amino and carboxyl groups."""
+    from rdkit.Chem import rdCIPLabeler
+
+    mol = Chem.MolFromSmiles(smiles)
+    rdCIPLabeler.AssignCIPLabels(mol)
+    [(_, alpha, *_)] = mol.GetSubstructMatches(Chem.MolFromSmarts("[NX3;H2][CX4][CX3](=O)[OX2H1]"))
+    return mol.GetAtomWithIdx(alpha).GetProp("_CIPCode")
+
+
+def expanded_residues(sample: Sample) -> list[str]:
+    return re.findall(r"<PocketS>(.*?)<PocketE>", sample.text.split("<Trans>")[-1])
+
+
+def test_d_serine_of_echinomycin_keeps_its_d_stereo() -> None:
+    """1PFE: echinomycin's D-serines (DSN) sit in the pocket of its covalent quinoxaline (QUI). Written as
+    D-serine: formula of the entry's _chem_comp DSN row, CIP R (D-serine is (R)-2-amino-3-hydroxypropanoic
+    acid), and the mirror image of RDKit's own L-serine."""
+    b = gemmi.cif.read_string(text_of(DATA / "mmcif" / "1pfe.cif.gz")).sole_block()
+    formula = formula_counts(dict(table(b, "_chem_comp.", ["id", "formula"]))["DSN"])
+    config = PdbConfig(max_nonstandard_fraction=1.0)
+    done = convert_file(PdbSource(config), str(DATA / "mmcif" / "1pfe.cif.gz"))
+    trans = [s for s in done.samples if s.task == "trans"]
+    assert trans
+    l_serine = Chem.MolFromSequence("S")
+    mirror = Chem.MolToSmiles(Chem.MolFromSmiles(Chem.MolToSmiles(l_serine).replace("@@", "!").replace("@", "@@")
+                                                 .replace("!", "@")))
+    serines = [r for s in trans for r in expanded_residues(s) if smiles_formula(r) == smiles_formula("NC(CO)C(=O)O")]
+    assert serines
+    for smiles in serines:
+        assert smiles_formula(smiles) == formula
+        assert alpha_carbon_label(smiles) == "R"
+        assert Chem.MolToSmiles(Chem.MolFromSmiles(smiles)) == mirror
+    for sample in trans:
+        form = FORMATS[sample.task]
+        assert form.write(form.parse(sample.text)) == sample.text
+
+
+def test_selenomethionine_keeps_its_selenium() -> None:
+    """5I55's MSE 1: with a pocket reaching it, the expanded texts write selenomethionine (the entry's
+    _chem_comp MSE formula, C5 H11 N O2 Se; CIP S as L-selenomethionine), not methionine; the one-letter
+    texts say M (its CCD code), and each text reads back to itself."""
+    b = block("5i55.cif.gz")
+    formula = formula_counts(dict(table(b, "_chem_comp.", ["id", "formula"]))["MSE"])
+    config = PdbConfig(excluded_components=frozenset(), pocket_cutoff=40.0)
+    samples, _ = converted("5i55.cif.gz", config)
+    expanded = [s for s in samples if s.task in ("trans", "pocket_smiles", "complex_residue_surface_expanded_smiles")]
+    assert expanded
+    for sample in expanded:
+        first = expanded_residues(sample)[0]
+        assert "[Se]" in first and smiles_formula(first) == formula and alpha_carbon_label(first) == "S"
+        form = FORMATS[sample.task]
+        parsed = form.parse(sample.text)
+        assert form.write(parsed) == sample.text
+        protein = parsed.protein
+        assert protein.chains[0].sequence[0] == "M"
+    pocket = next(s for s in samples if s.task == "pocket")
+    assert pocket.text.startswith("<ProteinS><PocketS>M<PocketE>")
+
+
+def test_residue_table_rows_are_the_ccd_components() -> None:
+    """A few rows of the committed table, remade here from the CCD (the table is not stale), and each row's
+    formula is the CCD's _chem_comp.formula."""
+    from grammar.protein import nonstandard_residues
+
+    dictionary = ComponentDictionary()
+    for ccd_id in ("MSE", "SEP", "TPO", "PTR", "MLY", "DAL", "DSN", "CSO", "HYP"):
+        letter, smiles = nonstandard_residues()[ccd_id]
+        assert smiles == dictionary.lookup(ccd_id).smiles
+        code, _, _ = ccd_chem_comp()[ccd_id]
+        assert letter == code
+    from biotite.structure.info.ccd import get_ccd
+
+    t = get_ccd()["chem_comp"]
+    formulas = dict(zip(t["id"].as_array().tolist(), t["formula"].as_array().tolist(), strict=True))
+    rows = nonstandard_residues().items()
+    wrong = [c for c, (_, smiles) in rows if smiles_formula(smiles) != formula_counts(formulas[c])]
+    assert not wrong, wrong[:10]
