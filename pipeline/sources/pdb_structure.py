@@ -372,17 +372,44 @@ class _EntryBuilder:
         )
 
     def _ligand_rows(self) -> list[tuple[int, ...]]:
-        """Non-polymer residues one by one, each branched instance whole, in file order."""
-        return sorted(self.ligands + [tuple(rows) for rows in self.branched.values()])
+        """Non-polymer residues one by one, each branched instance whole, in file order. Non-polymer sugars
+        joined by covalent links (a legacy PDB file's LINK records: the format has no branched entities)
+        are one ligand too, as their branched entity would be in mmCIF."""
+        sugars = {self.residue_ids[r]: r for (r,) in self.ligands if _is_sugar(self.residue_names[r])}
+        root = {r: r for r in sugars.values()}
+
+        def find(r: int) -> int:
+            while root[r] != r:
+                root[r] = root[root[r]]
+                r = root[r]
+            return r
+
+        for one, two in self._covalent_pairs():
+            if one in sugars and two in sugars:
+                root[find(sugars[one])] = find(sugars[two])
+        groups: dict[int, list[int]] = {}
+        for r in sugars.values():
+            groups.setdefault(find(r), []).append(r)
+        linked = [tuple(sorted(rows)) for rows in groups.values() if len(rows) > 1]
+        grouped = {r for rows in linked for r in rows}
+        singles = [rows for rows in self.ligands if rows[0] not in grouped]
+        return sorted(singles + linked + [tuple(rows) for rows in self.branched.values()])
+
+    def _covalent_pairs(self) -> list[tuple[str, str]]:
+        """Residue ids of the two partners of each covalent link (struct_conn / LINK)."""
+        return [
+            tuple(residue_id(p.chain_name, p.res_id.seqid) for p in (c.partner1, c.partner2))
+            for c in self.structure.connections
+            if c.type == gemmi.ConnectionType.Covale
+        ]
 
     def _ligand(self, flat, keep, starts, heavy_sizes, rows: tuple[int, ...]) -> Ligand:
         atoms = np.concatenate([np.arange(starts[r], starts[r + 1])[keep[starts[r] : starts[r + 1]]] for r in rows])
         ids = [self.residue_ids[r] for r in rows]
         names = [self.residue_names[r] for r in rows]
         covalent = any(i in self._covalently_linked for i in ids)
-        branched = self.residue_branched[rows[0]]
-        info = gemmi.find_tabulated_residue(names[0])
-        sugar = branched or (info is not None and info.kind in (gemmi.ResidueKind.PYR, gemmi.ResidueKind.KET))
+        branched = self.residue_branched[rows[0]] or len(rows) > 1
+        sugar = branched or _is_sugar(names[0])
         return Ligand(
             ccd_id="-".join(names),
             chain_id=ids[0].split(":")[0],
@@ -426,6 +453,11 @@ class _EntryBuilder:
                 if residue_id(other.chain_name, other.res_id.seqid) in self.polymer_keys:
                     linked.add(residue_id(this.chain_name, this.res_id.seqid))
         return frozenset(linked)
+
+
+def _is_sugar(name: str) -> bool:
+    info = gemmi.find_tabulated_residue(name)
+    return info is not None and info.kind in (gemmi.ResidueKind.PYR, gemmi.ResidueKind.KET)
 
 
 def _deposited_sequence(entity, modelled: list[tuple[str, int | None]]) -> tuple[list[str], list[int], str]:

@@ -23,7 +23,7 @@ from rdkit.Chem import rdMolDescriptors
 
 from grammar.formats import FORMATS
 from grammar.protein import RESIDUE_ALPHABET
-from pipeline.records import Reject, Sample
+from pipeline.records import Reject, Sample, SourceItem
 from pipeline.sources.base import convert_file
 from pipeline.sources.ccd import ComponentDictionary, linked_component_smiles
 from pipeline.sources.pdb import BIOLIP_ARTIFACTS, DEFAULT_EXCLUDED, PLINDER_ARTIFACTS, PdbConfig, PdbSource
@@ -355,3 +355,15 @@ def test_residue_table_rows_are_the_ccd_components() -> None:
     rows = nonstandard_residues().items()
     wrong = [c for c, (_, smiles) in rows if smiles_formula(smiles) != formula_counts(formulas[c])]
     assert not wrong, wrong[:10]
+
+
+def test_legacy_pdb_linked_sugars_are_the_same_oligosaccharides() -> None:
+    """The legacy PDB format has no branched entities: 2D0F written as PDB by gemmi (LINK records for the
+    glycosidic bonds) gives the same two ligands, with the same SMILES, as the mmCIF entry."""
+    structure = gemmi.read_structure(str(CHEMISTRY / "2d0f.cif.gz"))
+    structure.setup_entities()
+    legacy = PdbSource().convert(SourceItem("pdb", "2d0f.pdb", "entry 2D0F", structure.make_pdb_string()))
+    from_pdb = {s.text for s in legacy.samples if s.task == "complex_residue_smiles"}
+    samples, _ = converted("2d0f.cif.gz")
+    from_cif = {s.text for s in samples if s.task == "complex_residue_smiles"}
+    assert len(from_cif) == 2 and from_pdb == from_cif
