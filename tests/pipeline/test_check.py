@@ -27,6 +27,11 @@ CASES = {
             DATA / "mp/emmet_materials_Li_Fe_V.json.gz"], {"material"}),
     "uniprot": ([DATA / "uniprot"], {"protein"}),
     "mof": ([DATA / "mp/mof", DATA / "mof"], {"material"}),
+    # OAS-layout units and a structure file (its antibodies found by numbering); SAbDab rows need -o structures_path
+    "antibody": ([DATA / "antibody/oas_paired_layout_from_sabdab_structures.csv.gz",
+                  DATA / "antibody/oas_unpaired_layout_from_sabdab_structures.csv",
+                  DATA / "antibody/structures/1kb5.pdb.gz"],
+                 {"antibody"}),
 }
 
 
