@@ -291,7 +291,8 @@ def report(exported: DatasetRef | Planned, trained: TrainedRef | Planned | None,
     from workflows.report import write_report
 
     write_report(workspace.store, exported.ref, out, metrics_file=Path(metrics) if metrics else None,
-                 runs_root=workspace.path("runs"), eval_results=results)
+                 runs_root=workspace.path("runs"), eval_results=results,
+                 this_run={**workspace.lineage("report"), "executed": workspace.executed()})
     return FolderRef(str(out), "index.html")
 
 

@@ -56,6 +56,17 @@ class RunRecord:
                 refs.add(f"{output['name']}@{output['version']}")
         return refs
 
+    def stages_with(self, dataset_ref: str) -> list[str]:
+        """The stages whose output is ``dataset_ref`` (made in this run or found made)."""
+        return [name for name, stage in self.stages.items() if isinstance(stage.get("output"), dict)
+                and stage["output"].get("type") == "DatasetRef"
+                and f"{stage['output']['name']}@{stage['output']['version']}" == dataset_ref]
+
+    def eval_results(self) -> Path | None:
+        evaluated = (self.stages.get("evaluated") or {}).get("output") or {}
+        found = isinstance(evaluated, dict) and evaluated.get("path")
+        return Path(evaluated["path"]) / "results.json" if found else None
+
     def metrics_file(self) -> Path | None:
         trained = (self.stages.get("trained") or {}).get("output") or {}
         return Path(trained["metrics_path"]) if isinstance(trained, dict) and trained.get("metrics_path") else None
@@ -71,9 +82,12 @@ def load_runs(root: Path) -> list[RunRecord]:
     return sorted(records, key=lambda r: r.started)
 
 
-def runs_using(dataset_refs: list[str], root: Path | None) -> list[RunRecord]:
-    """Runs (newest first) that produced or consumed any of ``dataset_refs``."""
+def runs_using(dataset_ref: str, root: Path | None) -> list[RunRecord]:
+    """Runs (newest first) whose stages produced or reused exactly ``dataset_ref``.
+
+    Only that version: a run that shares an ancestor (the same split, another mixture) made other data.
+    A run still in progress has not recorded its stages yet, so its caller adds it itself.
+    """
     if root is None or not root.is_dir():
         return []
-    wanted = set(dataset_refs)
-    return [r for r in reversed(load_runs(root)) if r.dataset_refs() & wanted]
+    return [r for r in reversed(load_runs(root)) if dataset_ref in r.dataset_refs()]

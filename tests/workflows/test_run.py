@@ -13,12 +13,7 @@ from workflows.workspace import InjectedFailure
 
 DATA_STAGES = ["targets=[exported]"]  # everything up to the Megatron export, no training
 
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    """One uninterrupted run of the whole demo DAG (ingest ... train, HF export, report)."""
-    home = tmp_path_factory.mktemp("demo") / "home"
-    return home, run_workflow("demo", [f"home={home}"])
+# ``demo`` (one run of the whole demo DAG, shared with test_report.py) is in conftest.py.
 
 
 def test_demo_runs_end_to_end(demo):
