@@ -35,7 +35,8 @@ def _run(args: argparse.Namespace) -> int:
         if args.draw:
             from workflows.draw import draw_workflow
 
-            print(f"wrote {draw_workflow(args.workflow, args.overrides, args.draw)}")
+            drawing = draw_workflow(args.workflow, args.overrides, args.draw)
+            print(f"wrote {drawing.path} ({drawing.engine})")
             return 0
         if args.ray_address and not args.dry_run:  # before a run record is written
             prepare_join(args.ray_address)
