@@ -26,8 +26,10 @@ kind is read off the file name:
 - a structure file (``.cif``, ``.pdb``, ``.ent``, gzipped or not): any PDB entry; its protein chains are
   numbered and every antibody found is written. Pairing: each heavy domain with the light domain it touches
   most (V-domain heavy atoms within the cutoff); an scFv chain pairs with itself; the rest stay single.
-  T-cell receptor domains are not antibodies and are skipped. Identical antibodies of one entry are one
-  sample (``copies`` lists them).
+  T-cell receptor domains are not antibodies and are skipped. The antigen of an antibody: the chains without
+  an antibody domain (T-cell receptors included) that touch it, giving an ``antibody_antigen`` sample as for
+  SAbDab rows; an antibody that touches none has only its ``antibody`` sample. Identical samples of one
+  entry are one sample (``copies`` lists them).
 
 Contacts (paratope, epitope): the pocket rule, any heavy atom within ``contact_cutoff`` (6 Å) of any
 heavy atom of the partner, first model, asymmetric unit, protein chains only (glycans and waters out). The
@@ -476,6 +478,7 @@ def entry_antibodies(entry: Entry, item: SourceItem, cutoff: float) -> Conversio
     if not heavy and not light:
         raise AntibodyProblem("not_an_antibody", f"{entry.entry_id}: ANARCI finds no antibody variable domain")
     pairs = _pair_domains(entry, heavy, light, cutoff)
+    antigen_candidates = [i for i, domains in enumerate(numbered) if not any(d.is_heavy or d.is_light for d in domains)]
     samples: dict[str, Sample] = {}
     rejects: list[Reject] = []
     for pair in pairs:
@@ -488,12 +491,22 @@ def entry_antibodies(entry: Entry, item: SourceItem, cutoff: float) -> Conversio
             rejects.append(reject_from(item, "convert", exc, part="+".join(chain_ids)))
             continue
         antibody = Antibody(built[0], built[1], source_id=entry.entry_id)
-        key = antibody_key(antibody)
-        if key in samples:
-            samples[key].metadata["copies"].append("+".join(chain_ids))
-            continue
-        metadata = entry_metadata(entry) | {"chain_ids": chain_ids, "copies": ["+".join(chain_ids)]}
-        samples[key] = antibody_sample(antibody, source_id, metadata | chain_metadata(antibody))
+        metadata = entry_metadata(entry) | {"chain_ids": chain_ids} | chain_metadata(antibody)
+        found = [antibody_sample(antibody, source_id, dict(metadata))]
+        try:  # the antigen: chains without an antibody domain (T-cell receptors included) that touch this one
+            sides = dict(zip(("heavy", "light"), (None if i is None else (i, d) for i, d in pair), strict=True))
+            contact, contacts = interaction(entry, antibody, sides, [i for i, _ in pair if i is not None],
+                                            antigen_candidates, cutoff)
+            found.append(interaction_sample(contact, source_id, metadata | contacts))
+        except AntibodyProblem:  # no antigen in the entry, or none touches the variable domains: no pair sample
+            pass
+        for sample in found:
+            sample.metadata["copies"] = ["+".join(chain_ids)]
+            key = f"{sample.task}|{sample.dedup_key}"
+            if key in samples:
+                samples[key].metadata["copies"].append("+".join(chain_ids))
+            else:
+                samples[key] = sample
     return Conversion(list(samples.values()), rejects)
 
 

@@ -229,13 +229,24 @@ def test_oas_units_paired_and_unpaired():
     assert sorted(r.reason_code for r in unpaired.rejects) == ["not_an_antibody", "not_an_antibody"]  # TCR, spike
 
 
-def test_antibodies_in_a_bare_pdb_entry_pair_as_sabdab_does():
+def test_antibodies_in_a_bare_pdb_entry_pair_and_find_antigens_as_sabdab_does():
     done = converted(STRUCTURES / "8kdm.pdb.gz")
-    sabdab = {(r["Hchain"], r["Lchain"]) for r in tsv_rows(SUBSET).values() if r["pdb"] == "8kdm"}
-    (sample,) = done.samples  # both Fabs of 8KDM carry the same sequences: one sample, two copies
-    assert {tuple(c.split("+")) for c in sample.metadata["copies"]} == sabdab == {("E", "D"), ("G", "F")}
+    rows = [r for r in tsv_rows(SUBSET).values() if r["pdb"] == "8kdm"]
+    sabdab = {(r["Hchain"], r["Lchain"]): [c.strip() for c in r["antigen_chain"].split("|")] for r in rows}
+    (antibody,) = [s for s in done.samples if s.task == "antibody"]  # both Fabs of 8KDM: one sequence, two copies
+    assert {tuple(c.split("+")) for c in antibody.metadata["copies"]} == set(sabdab) == {("E", "D"), ("G", "F")}
+    pairs = [s for s in done.samples if s.task == "antibody_antigen"]
+    assert len(pairs) == 2  # each Fab touches its own spike chains
+    for sample in pairs:
+        heavy, light = sample.metadata["chain_ids"]
+        assert sample.metadata["epitope_chain_ids"] == sabdab[(heavy, light)]
+        paratope, epitope = contacts("8kdm", [heavy, light], sabdab[(heavy, light)])
+        assert set(sample.metadata["epitope_residue_ids"]) == epitope
+        assert set(sample.metadata["paratope_residue_ids"]) == paratope
+    tcr = converted(STRUCTURES / "1kb5.pdb.gz")  # the Fab's antigen is a T-cell receptor (SAbDab: AGCHAIN=A;B)
+    assert [s.metadata.get("epitope_chain_ids") for s in tcr.samples] == [None, ["A", "B"]]
     igg = converted(DATA / "pdb/mmcif/1igy.cif")
-    (sample,) = igg.samples
+    (sample,) = igg.samples  # no antigen in the entry: the antibody sample only
     assert sorted(sample.metadata["copies"]) == ["B+A", "D+C"]  # intact IgG1: two identical H/L pairs
 
 
