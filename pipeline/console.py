@@ -99,7 +99,7 @@ def ray_logging_level() -> int:
 def ray_runtime_env(runtime_env: dict | None = None) -> dict | None:
     """``runtime_env`` plus the quiet environment, for the workers of a joined cluster (a local Ray's
     workers inherit it from this process)."""
-    if verbose():
+    if verbose() or "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ:  # a submitted job's runtime_env is its own
         return runtime_env
     env_vars = {**{k: os.environ[k] for k in QUIET_ENV if k in os.environ}, VERBOSE_ENV: "0"}
     merged = dict(runtime_env or {})

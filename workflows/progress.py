@@ -40,6 +40,7 @@ class StageProgress(NodeExecutionHook):
         self.stream = stream or sys.stderr
         self.started: dict[str, float] = {}
         self.records: dict[str, int] = {}  # records out per stage, the next stage's records in
+        self.width = max((len(self.label(s)) for s in stages), default=0)
         self.bar = None
         if interactive(self.stream):
             from tqdm import tqdm
@@ -58,7 +59,7 @@ class StageProgress(NodeExecutionHook):
             return
         seconds = time.perf_counter() - self.started.get(node_name, time.perf_counter())
         timing = f"{seconds:.1f} s" if node_name in self.executed() else "cached"
-        line = f"{self.label(node_name):14s} {self.describe(node_name, result)}  [{timing}]"
+        line = f"{self.label(node_name):{self.width}s}  {self.describe(node_name, result)}  [{timing}]"
         if self.bar is not None:
             self.bar.write(line)
             self.bar.update(1)
