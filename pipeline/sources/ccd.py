@@ -157,9 +157,12 @@ def linked_component_smiles(name: str, members: tuple[str, ...], links: tuple[Li
     CCD flags as leaving that hang on the linked atom (a glycosidic C1 loses O1 and HO1, the O4 it binds
     loses HO4): the glycosidic O is counted once. RDKit sanitization then checks every valence.
 
-    Stereo comes from each member's ideal coordinates. A linked atom that lost a leaving atom (C1) sees
-    its new neighbour (the partner's O4) in the partner's frame, so its parity is read from a second
-    conformer in which that neighbour sits where the leaving atom sat; every other atom keeps its own frame.
+    Stereo comes from each member's ideal coordinates. A linked atom that lost a leaving atom (C1) has a
+    new neighbour (the partner's O4) whose coordinates are in the partner's frame; its parity is read from
+    a second conformer in which that neighbour sits where the leaving atom sat, so the result does not hang
+    on which neighbours RDKit's 3D perception happens to use. Every other atom keeps its own frame.
+    Checked against the CCD's whole-molecule maltose/maltotriose and against stereo perceived from
+    deposited coordinates (tests/pipeline/sources/test_pdb_chemistry.py).
     """
     import biotite.structure.info as info
     from biotite.interface.rdkit import to_mol
