@@ -12,12 +12,13 @@ products>``, a material's ``key:<dedup key>``, a UniRef member's ``uniref:<clust
 fixed group": proteins, pockets, complexes and antibodies are clustered by sequence in the split stage.
 Functions that make these keys: ``pipeline.groups``.
 
-For the records split clusters by sequence, the shard also carries their chains, ``chain_sequences``
-(list<string>), taken from the object the text was written from (``Sample.obj``), so split reads them
-instead of parsing the text (parsing a protein record costs ~0.35 ms, a SMILES-expanded pocket more;
-measured with ``benchmarks/bench_split.py``). Cost: the residues are stored a second time (about one
-byte per residue beside the text's one and the ids' four, before compression); rows with a fixed
-``split_group`` (UniRef members) and all non-protein rows leave it null.
+For the records split clusters by sequence whose text is more than their chains (pockets, complexes,
+antibodies: pocket tags, residues written as SMILES, a ligand), the shard also carries the chains,
+``chain_sequences`` (list<string>), taken from the object the text was written from (``Sample.obj``),
+so split reads them instead of parsing the text (a pocket or complex record costs 0.5-1 ms to parse).
+A plain ``protein`` record leaves it null: its text is nothing but its chains, which split reads with a
+vectorized split on the tags, and storing them again would add ~49% to a UniProt shard's bytes. Rows
+with a fixed ``split_group`` (UniRef members) and all non-protein rows leave it null too.
 
 Shards written before these columns existed (``SHARD_COLUMN_DEFAULTS``) read as ""/null, and split then
 derives every group from the text as it always did (same groups).
@@ -122,7 +123,8 @@ def shard_row(sample: Sample, item: SourceItem, input_ids: list[int]) -> dict[st
         "metadata": json.dumps(sample.metadata, sort_keys=True, default=str),
         "source_uri": item.uri,
         "split_group": sample.split_group,
-        "chain_sequences": None if sample.split_group else chain_sequences_of(sample.obj),
+        # A plain protein's text is its chains already (split reads them from it; pipeline.split.group_sources).
+        "chain_sequences": None if sample.split_group or sample.task == "protein" else chain_sequences_of(sample.obj),
     }
 
 

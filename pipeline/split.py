@@ -17,8 +17,9 @@ Groups (``group_keys``):
 
 Where the groups come from: the ``split_group`` column the sources write at ingest (``pipeline.groups``,
 from the object they parsed; no text is parsed here for those rows), and for the records clustered by
-sequence their ``chain_sequences`` column. Rows with neither (shards written before the columns existed,
-or hand-made rows) get the same keys from their text (``record_group``), so the result is identical.
+sequence their ``chain_sequences`` column, or for a plain protein record the chains split off its text
+(``group_sources``). Rows with neither (shards written before the columns existed, or hand-made rows) get
+the same keys from their text (``record_group``), so the result is identical.
 
 A group goes to train when ``sha256(salt + group) / 2**60 < train``, to valid below train + valid,
 else to test: the same group lands in the same split on every run and machine, and adding data
@@ -48,13 +49,17 @@ import pyarrow as pa
 from grammar.errors import GrammarError
 from grammar.formats import FORMATS, parse_any
 from grammar.molecule import Molecule, mol_from_smiles
+from grammar.protein import RESIDUE_ALPHABET
 from grammar.reaction import Reaction
+from grammar.tags import PROTEIN_E, PROTEIN_S
 from pipeline.dedup import as_frame
 from pipeline.groups import key_group, molecule_group, product_group
 from pipeline.near_dedup import NearDedupConfig, clusters, similar_pairs
 
 SPLITS = ("train", "valid", "test")
 PROTEIN_DOMAINS = ("protein", "pocket", "complex", "antibody")
+# A plain protein record's whole text: one or more chains of residues (grammar.protein.write_protein).
+PLAIN_PROTEIN_TEXT = f"^(?:{re.escape(PROTEIN_S)}[{RESIDUE_ALPHABET}]+{re.escape(PROTEIN_E)})+$"
 DEDUP_KEY_LINE = re.compile(r"^(molecule|protein|pocket|complex|reaction|material|antibody|mof):\S+$")
 
 
@@ -159,7 +164,7 @@ def read_exclusions(lines: Iterable[str]) -> list[str]:
 
 def assign_splits(config: SplitConfig, records: pl.DataFrame | pa.Table, exclude: Sequence[str] = ()) -> SplitResult:
     frame = as_frame(records)
-    fixed, chain_rows, text_rows = group_sources(frame)
+    fixed, chain_rows, chain_lists, text_rows = group_sources(frame)
     fallback = pl.when(pl.col("dedup_key") == "").then(pl.col("content_id")).otherwise(pl.col("dedup_key"))
     columns = frame[text_rows].select("content_id", "source", "source_id", "task", "text", fallback=fallback)
     if columns.height:
@@ -167,7 +172,7 @@ def assign_splits(config: SplitConfig, records: pl.DataFrame | pa.Table, exclude
         raw = ray_record_groups(arrow, config.batch_rows) if config.use_ray else record_groups(arrow)
     else:
         raw = []
-    raw += frame["chain_sequences"][chain_rows].to_list() if len(chain_rows) else []
+    raw += chain_lists
     excluded_raw = []
     for n, line in enumerate(exclude, 1):
         try:
@@ -186,21 +191,36 @@ def assign_splits(config: SplitConfig, records: pl.DataFrame | pa.Table, exclude
     return SplitResult(frame.filter(~removed), frame.filter(removed), method)
 
 
-def group_sources(frame: pl.DataFrame) -> tuple[pl.Series, np.ndarray, np.ndarray]:
-    """Where each row's group comes from: the ``split_group`` column (a copy, "" where unset), the rows
-    whose ``chain_sequences`` column gives the chains to cluster, and the rows whose text must be parsed
-    (``record_group``). A frame without the columns (an older shard) has every row parsed."""
+def group_sources(frame: pl.DataFrame) -> tuple[pl.Series, np.ndarray, list[list[str]], np.ndarray]:
+    """Where each row's group comes from, without parsing text with the grammar:
+
+    - the ``split_group`` column (returned as a copy, "" where unset);
+    - chains to cluster (rows, and their chain lists): a pocket's, complex's or antibody's from the
+      ``chain_sequences`` column; a plain ``protein`` record's from its text by a vectorized split on the
+      chain tags, after the same check the grammar makes (one or more ``<ProteinS>`` + residues of the
+      alphabet + ``<ProteinE>``), since its text is nothing but its chains and storing them again would
+      double the bytes of the largest domain (+49% on UniProt shards);
+    - the rows left, whose text ``record_group`` parses (shards written before the columns existed).
+    """
     height = frame.height
     fixed = frame["split_group"].fill_null("") if "split_group" in frame.columns else pl.repeat("", height, eager=True)
     fixed = fixed.cast(pl.String).alias("group").clone()
     unset = (fixed == "").to_numpy()
+    from_column = np.zeros(height, dtype=bool)
     if "chain_sequences" in frame.columns:
-        chains = frame.select(
+        from_column = frame.select(
             pl.col("domain").is_in(PROTEIN_DOMAINS) & (pl.col("chain_sequences").list.len().fill_null(0) > 0)
         ).to_series().to_numpy()
-    else:
-        chains = np.zeros(height, dtype=bool)
-    return fixed, np.flatnonzero(unset & chains), np.flatnonzero(unset & ~chains)
+    plain_protein = frame.select(
+        (pl.col("task") == "protein") & pl.col("text").str.contains(PLAIN_PROTEIN_TEXT)
+    ).to_series().to_numpy() & ~from_column
+    column_rows, text_split_rows = np.flatnonzero(unset & from_column), np.flatnonzero(unset & plain_protein)
+    chain_lists = frame["chain_sequences"][column_rows].to_list() if len(column_rows) else []
+    if len(text_split_rows):
+        inner = frame["text"][text_split_rows].str.strip_prefix(PROTEIN_S).str.strip_suffix(PROTEIN_E)
+        chain_lists += inner.str.split(PROTEIN_E + PROTEIN_S).to_list()
+    chain_rows = np.concatenate([column_rows, text_split_rows])
+    return fixed, chain_rows, chain_lists, np.flatnonzero(unset & ~from_column & ~plain_protein)
 
 
 def record_groups(columns: pa.Table) -> list[str | list[str]]:

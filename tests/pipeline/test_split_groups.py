@@ -11,6 +11,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from Bio import SeqIO
 from rdkit import Chem
 from rdkit.Chem.Scaffolds import MurckoScaffold
 
@@ -20,7 +21,7 @@ from pipeline.convert import convert_items
 from pipeline.datasets import dedup_dataset, export_megatron_dataset, split_dataset
 from pipeline.records import SHARD_COLUMN_DEFAULTS, SHARD_SCHEMA
 from pipeline.sources import make_source
-from pipeline.split import ProteinClusterConfig, SplitConfig, assign_splits
+from pipeline.split import ProteinClusterConfig, SplitConfig, SplitError, assign_splits, group_sources
 from pipeline.versions import DatasetStore
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -68,7 +69,11 @@ def test_every_source_sets_the_group_it_knows(ingested):
     assert by_source["uspto"] == ["product"] and by_source["mp"] == ["key"]
     unset = ingested.filter(pl.col("split_group") == "")
     assert set(unset["domain"].unique()) == {"protein", "pocket", "complex"}
-    assert unset["chain_sequences"].null_count() == 0  # every pdb/uniprot record carries its chains
+    # Pockets and complexes carry their chains; a plain protein's text is its chains, read from it in split.
+    carried = unset.filter(pl.col("task") != "protein")
+    assert carried.height > 0 and carried["chain_sequences"].null_count() == 0
+    assert unset.filter(pl.col("task") == "protein")["chain_sequences"].null_count() == \
+        unset.filter(pl.col("task") == "protein").height
     assert ingested.filter(pl.col("split_group") != "")["chain_sequences"].null_count() == fixed.height
 
 
@@ -101,8 +106,10 @@ def test_split_is_identical_with_and_without_the_group_columns(ingested, monkeyp
     with_columns = assign_splits(CONFIG, ingested, exclude)
     parsed_with_columns, parsed[:] = list(parsed), []
     older_shard = assign_splits(CONFIG, without_group_columns(ingested), exclude)
-    # With the columns only the two grammar-text exclusion entries are parsed; without, every record too.
-    assert parsed_with_columns == ["molecule", "protein"] and len(parsed) == ingested.height + 2
+    # With the columns only the two grammar-text exclusion entries are parsed; without, every record too but
+    # plain proteins (their chains are split off their text on both paths: next test).
+    assert parsed_with_columns == ["molecule", "protein"]
+    assert len(parsed) == ingested.filter(pl.col("task") != "protein").height + 2
     assert with_columns.protein_method == older_shard.protein_method == "minhash"
     columns = ["content_id", "source_id", "group", "split"]
     for kept in ("records", "excluded"):
@@ -110,6 +117,22 @@ def test_split_is_identical_with_and_without_the_group_columns(ingested, monkeyp
         assert new.equals(old), kept
     assert with_columns.excluded.height > 0
     assert set(with_columns.records["split"].unique()) == {"train", "valid", "test"}
+
+
+def test_plain_protein_chains_are_the_sequences_biopython_reads(ingested):
+    """The tag split of a protein record's text gives the source's own sequences (Biopython's reading of the
+    FASTA), record by record; a text the grammar would refuse goes to the grammar, which names it."""
+    fasta = DATA / "uniprot" / "swissprot_8entries_oldstyle_header_biopython_multi_ex.fasta"
+    expected = [str(record.seq) for record in SeqIO.parse(fasta, "fasta")]
+    rows = ingested.filter(pl.col("source_uri") == str(fasta))
+    _, chain_rows, chain_lists, text_rows = group_sources(rows)
+    assert len(text_rows) == 0 and sorted(chain_rows) == list(range(rows.height))
+    by_row = dict(zip(chain_rows.tolist(), chain_lists, strict=True))
+    assert [by_row[i] for i in range(rows.height)] == [[s] for s in expected]
+    bad = rows.head(1).with_columns(text=pl.lit("<ProteinS>MKV<PocketS>L<PocketE>x<ProteinE>"))
+    assert len(group_sources(bad)[3]) == 1
+    with pytest.raises(SplitError, match="record"):
+        assign_splits(CONFIG, bad)
 
 
 def test_older_shards_and_new_shards_give_byte_identical_megatron_files(ingested, tmp_path):
