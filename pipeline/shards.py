@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from typing import Any
 
@@ -16,7 +17,12 @@ def part_name(file_index: int, chunk_index: int) -> str:
 
 
 def write_rows(rows: list[dict[str, Any]], schema: pa.Schema, uri: str, storage_options: dict | None = None) -> None:
+    """One Parquet part. A plain local path is written by Arrow directly (as ``pipeline.io`` reads one): fsspec's
+    URL handling costs ~0.3 ms a part, and a PDB or crystal chunk is one file's entries."""
     table = pa.Table.from_pylist(rows, schema=schema)
+    if "://" not in uri and "::" not in uri and not storage_options:
+        pq.write_table(table, os.path.expanduser(uri), compression="zstd")
+        return
     with fsspec.open(uri, "wb", **(storage_options or {})) as handle:
         pq.write_table(table, handle, compression="zstd")
 
