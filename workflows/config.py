@@ -97,8 +97,12 @@ class LoadedWorkflow:
 
 def config_path(workflow: str) -> Path:
     """A bundled workflow by name (``demo``, ``full``) or a YAML file path."""
-    bundled = CONFIG_DIR / f"{workflow}.yaml"
-    if bundled.is_file() and not Path(workflow).exists():
+    # ``full``, ``full.yaml`` (the README's name for it) or workflows/configs/full.yaml from another folder;
+    # any other missing path is an error, never a bundled workflow of the same name
+    name = Path(workflow).name.removesuffix(".yaml")
+    bundled = CONFIG_DIR / f"{name}.yaml"
+    bundled_spelling = workflow in (name, f"{name}.yaml") or workflow.endswith(f"workflows/configs/{name}.yaml")
+    if bundled.is_file() and bundled_spelling and not Path(workflow).exists():
         return bundled
     path = Path(workflow)
     if not path.is_file():

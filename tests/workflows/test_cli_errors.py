@@ -24,7 +24,8 @@ CASES = {
     "missing workflow": (["run", "nosuch"], 2, ["nosuch", "demo"]),
     "S3 without credentials": (["ingest", "chembl", "s3://logos-test-no-bucket/a.txt", "--out", "shards"], 1,
                                ["credentials", "AWS_ACCESS_KEY_ID"]),
-    "S3 workflow dry run without credentials": (["run", "full", "--dry-run"], 1, ["credentials", "AWS_PROFILE"]),
+    # `full.yaml` (as the README names it) is the bundled workflow, whose sources are on S3
+    "S3 workflow dry run without credentials": (["run", "full.yaml", "--dry-run"], 1, ["credentials", "AWS_PROFILE"]),
     "unreachable Ray cluster": (["ingest", "chembl", CHEMBL, "--out", "shards", "--ray-address", "127.0.0.1:1"], 2,
                                 ["127.0.0.1:1"]),
     # A GPU config on this CPU-only run (CUDA hidden): refused before any rank starts or any data is read.
