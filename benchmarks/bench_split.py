@@ -5,14 +5,15 @@ and ``chain_sequences`` columns written at ingest, on the same real ingest outpu
 
 Input: molecules from MOSES (``../shared/data/scale``) when present, else the ChEMBL SMILES bundled in
 tests/data (the script says which, and when it got fewer than asked); the bundled USPTO-50k sample
-(reactions) and H. pylori UniProt proteins. Each set goes through the real ingest path in this process
-(source read -> convert -> tokenize -> shard rows), then ``assign_splits`` runs on the rows with the
-columns ("column") and with them dropped ("text"); the two results are checked identical. Time
+(reactions), H. pylori UniProt proteins and the bundled PDB entries (pockets, complexes). Each set goes
+through the real ingest path in this process (source read -> convert -> tokenize -> shard rows), then
+``assign_splits`` runs on the rows with the columns ("column") and with them dropped ("text"); the two
+results are checked identical. Time
 is this process's CPU time (all its threads: records/s per core, and robust to other jobs on a shared
 machine), best of ``--rounds`` alternating rounds.
 
-Proteins: both paths hand the same chains to the same MMseqs2/MinHash clustering, so the proteins row
-times getting the chains only: the grammar's parse of each record's text (old) vs ``group_sources``
+Proteins, pockets, complexes: both paths hand the same chains to the same MMseqs2/MinHash clustering, so
+these rows time getting the chains only: the grammar's parse of each record's text (old) vs ``group_sources``
 (new: the ``chain_sequences`` column, or for plain protein records a vectorized split of the text on
 its chain tags).
 """
@@ -35,6 +36,7 @@ from inputs import ROOT, smiles_rows
 DATA = ROOT / "tests/data"
 UNIPROT = DATA / "uniprot/uniprotkb_UP000000429_Hpylori26695_proteome_first1100.fasta"
 USPTO = DATA / "uspto/USPTO_50K_sample.csv"
+PDB_ENTRIES = sorted((DATA / "pdb/mmcif").glob("*.cif"))
 
 
 def ingest_rows(source_name: str, path: Path, options: dict | None = None) -> tuple[pl.DataFrame, float]:
@@ -98,18 +100,18 @@ def main() -> None:
         print(f"{label:34s} {frame.height:8,d} {frame.height / old_s:11,.0f} {frame.height / new_s:13,.0f} "
               f"{old_s / new_s:7.1f}x")
 
-    fallback = pl.col("content_id")
-    text_columns = proteins.select("content_id", "source", "source_id", "task", "text", fallback=fallback).to_arrow()
-
-    def from_column() -> list:
-        return group_sources(proteins)[2]
-
-    timed = best_of(args.rounds, {"text": lambda: record_groups(text_columns), "column": from_column})
-    (old_s, old), (new_s, new) = timed["text"], timed["column"]
-    if old != new:
-        raise SystemExit("proteins: the chains read from the column differ from those parsed from the text")
-    print(f"{'proteins: chains to cluster':34s} {proteins.height:8,d} {proteins.height / old_s:11,.0f} "
-          f"{proteins.height / new_s:13,.0f} {old_s / new_s:7.1f}x")
+    pdb = pl.concat([ingest_rows("pdb", path)[0] for path in PDB_ENTRIES])
+    pockets = pdb.filter(pl.col("task") != "protein")
+    for label, frame in (("proteins (UniProt): chains", proteins), ("pockets + complexes (PDB): chains", pockets)):
+        text_columns = frame.select("content_id", "source", "source_id", "task", "text",
+                                    fallback=pl.col("content_id")).to_arrow()
+        timed = best_of(args.rounds, {"text": lambda t=text_columns: record_groups(t),
+                                      "column": lambda f=frame: group_sources(f)[2]})
+        (old_s, old), (new_s, new) = timed["text"], timed["column"]
+        if old != new:
+            raise SystemExit(f"{label}: the chains without parsing differ from those the grammar parses")
+        print(f"{label:34s} {frame.height:8,d} {frame.height / old_s:11,.0f} {frame.height / new_s:13,.0f} "
+              f"{old_s / new_s:7.1f}x")
 
 
 if __name__ == "__main__":
