@@ -398,3 +398,20 @@ def test_oligosaccharide_stereo_matches_the_deposited_coordinates(asym: str) -> 
                 and s.metadata["ligand_instance"].split(":")[0] == asym]
     written = FORMATS[sample.task].parse(sample.text).ligand.smiles
     assert Chem.MolToInchiKey(observed) == Chem.MolToInchiKey(Chem.MolFromSmiles(written))
+
+
+def test_n_glycans_on_request_are_linked_molecules() -> None:
+    """With ``include_glycans``, each of 1IGY's two N-glycans (nine sugars, one with FUL and one with FUC) is
+    one molecule: the sum of its monomers' _chem_comp formulas minus one water per link, flagged covalent."""
+    path = DATA / "mmcif" / "1igy.cif"
+    b = gemmi.cif.read_string(path.read_text()).sole_block()
+    formulas = {i: formula_counts(f) for i, f in table(b, "_chem_comp.", ["id", "formula"])}
+    samples = convert_file(PdbSource(PdbConfig(include_glycans=True)), str(path)).samples
+    glycans = [s for s in samples if s.task == "complex_residue_smiles" and "-" in s.metadata["ligand_ccd_id"]]
+    assert len(glycans) == 2
+    for sample in glycans:
+        members = sample.metadata["ligand_ccd_id"].split("-")
+        expected = sum((formulas[m] for m in members), Counter())
+        expected.subtract({"H": 2 * (len(members) - 1), "O": len(members) - 1})
+        assert smiles_formula(FORMATS[sample.task].parse(sample.text).ligand.smiles) == +expected
+        assert sample.metadata["covalent"]
