@@ -35,6 +35,8 @@ INPUTS = [  # (source, options, files): every source that sets a group or carrie
     ("pdb", {}, [DATA / "pdb" / "mmcif" / name for name in ("1aki.cif", "4i39.cif", "7gsa.cif")]),
     ("uniprot", {}, [DATA / "uniprot" / "pdb_seqres_excerpt_first28records.txt",
                      DATA / "uniprot" / "swissprot_8entries_oldstyle_header_biopython_multi_ex.fasta"]),
+    ("antibody", {}, [DATA / "antibody" / "oas_paired_layout_from_sabdab_structures.csv.gz",
+                      DATA / "antibody" / "oas_unpaired_layout_from_sabdab_structures.csv"]),
 ]
 # MinHash clustering: both paths hand the same chains to the same clustering, whichever it is (the MMseqs2
 # path has its own tests), and it keeps this module quick.
@@ -68,8 +70,8 @@ def test_every_source_sets_the_group_it_knows(ingested):
     assert set(by_source["smiles"]) == {"scaffold"} and set(by_source["chembl"]) == {"scaffold", "acyclic"}
     assert by_source["uspto"] == ["product"] and by_source["mp"] == ["key"]
     unset = ingested.filter(pl.col("split_group") == "")
-    assert set(unset["domain"].unique()) == {"protein", "pocket", "complex"}
-    # Pockets and complexes carry their chains; a plain protein's text is its chains, read from it in split.
+    assert set(unset["domain"].unique()) == {"protein", "pocket", "complex", "antibody"}
+    # Pockets, complexes and antibodies carry their chains; a plain protein's text is its chains, read from it in split.
     carried = unset.filter(pl.col("task") != "protein")
     assert carried.height > 0 and carried["chain_sequences"].null_count() == 0
     assert unset.filter(pl.col("task") == "protein")["chain_sequences"].null_count() == \
