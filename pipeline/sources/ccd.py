@@ -116,12 +116,19 @@ class ComponentDictionary:
         return found
 
     def linked(self, name: str, members: tuple[str, ...], links: tuple[Link, ...]) -> ComponentSmiles:
-        """A branched ligand's SMILES (``linked_component_smiles``; bundled CCD only, as it alone carries the
-        leaving-atom flags), cached per (members, links)."""
+        """A branched ligand's SMILES (``linked_component_smiles``), its members looked up like single
+        components: the user file first, then the bundled CCD. Cached per (members, links)."""
         key = (members, links)
         if key not in self._linked:
+            in_user = self._user is not None and all(self._user.component(m) is not None for m in members)
+            source = CCD_USER if in_user else CCD_BUNDLED
             try:
-                self._linked[key] = linked_component_smiles(name, members, links)
+                if in_user:
+                    self._linked[key] = linked_component_smiles(name, members, links, self._user.component, source)
+                elif self.use_bundled:
+                    self._linked[key] = linked_component_smiles(name, members, links)
+                else:
+                    raise ComponentError("unknown_component", f"{name}: a member is in no component dictionary")
             except ComponentError as exc:
                 self._linked[key] = exc
         found = self._linked[key]
@@ -149,13 +156,26 @@ class ComponentDictionary:
 Link = tuple[int, str, int, str]
 
 
-def linked_component_smiles(name: str, members: tuple[str, ...], links: tuple[Link, ...]) -> ComponentSmiles:
+def bundled_component(ccd_id: str):
+    """(biotite AtomArray, leaving atom names) of a component of biotite's bundled CCD, or None."""
+    import biotite.structure.info as info
+
+    try:
+        return info.residue(ccd_id, allow_missing_coord=True), _leaving_atom_names(ccd_id)
+    except KeyError:
+        return None
+
+
+def linked_component_smiles(
+    name: str, members: tuple[str, ...], links: tuple[Link, ...], component=bundled_component, source: str = CCD_BUNDLED
+) -> ComponentSmiles:
     """SMILES of residues joined by the structure's links (an oligosaccharide of a branched entity).
 
-    Each member is its CCD component (biotite's bundled CCD: atoms, bonds, charges, ideal coordinates and
-    ``pdbx_leaving_atom_flag``). A link bonds the two named atoms and removes, on each side, the atoms the
-    CCD flags as leaving that hang on the linked atom (a glycosidic C1 loses O1 and HO1, the O4 it binds
-    loses HO4): the glycosidic O is counted once. RDKit sanitization then checks every valence.
+    Each member is its CCD component (``component(ccd_id)`` -> atoms with bonds, charges and ideal
+    coordinates, and the names flagged ``pdbx_leaving_atom_flag``; biotite's bundled CCD by default). A
+    link bonds the two named atoms and removes, on each side, the atoms the CCD flags as leaving that hang
+    on the linked atom (a glycosidic C1 loses O1 and HO1, the O4 it binds loses HO4): the glycosidic O is
+    counted once. RDKit sanitization then checks every valence.
 
     Stereo comes from each member's ideal coordinates. A linked atom that lost a leaving atom (C1) has a
     new neighbour (the partner's O4) whose coordinates are in the partner's frame; its parity is read from
@@ -164,7 +184,6 @@ def linked_component_smiles(name: str, members: tuple[str, ...], links: tuple[Li
     Checked against the CCD's whole-molecule maltose/maltotriose and against stereo perceived from
     deposited coordinates (tests/pipeline/sources/test_pdb_chemistry.py).
     """
-    import biotite.structure.info as info
     from biotite.interface.rdkit import to_mol
 
     merged = Chem.RWMol()
@@ -173,11 +192,10 @@ def linked_component_smiles(name: str, members: tuple[str, ...], links: tuple[Li
     member_of: list[int] = []
     leaving: set[int] = set()
     for m, ccd_id in enumerate(members):
-        try:
-            atoms = info.residue(ccd_id, allow_missing_coord=True)
-        except KeyError:
-            raise ComponentError("unknown_component", f"{name}: member {ccd_id} is not in the bundled CCD") from None
-        flags = _leaving_atom_names(ccd_id)
+        found = component(ccd_id)
+        if found is None:
+            raise ComponentError("unknown_component", f"{name}: member {ccd_id} is in no chemical component dictionary")
+        atoms, flags = found
         offset = merged.GetNumAtoms()
         try:
             merged.InsertMol(to_mol(atoms))
@@ -225,19 +243,29 @@ def linked_component_smiles(name: str, members: tuple[str, ...], links: tuple[Li
         atom.SetChiralTag(tags[atom.GetIdx()])
     smiles = finish_smiles(mol, name, stereo_from_3d=False)
     heavy = sum(atom.GetAtomicNum() > 1 for atom in mol.GetAtoms())
-    return ComponentSmiles(name, smiles, CCD_BUNDLED, heavy)
+    return ComponentSmiles(name, smiles, source, heavy)
 
 
 def _leaving_group(mol: Chem.RWMol, atom: int, leaving: set[int], member_of: list[int]) -> set[int]:
-    """Atoms flagged leaving that hang on ``atom`` within its own residue, with their leaving neighbours."""
+    """Atoms flagged leaving that hang on ``atom`` within its own residue, with their leaving neighbours
+    and the hydrogens of any leaving heavy atom. Older CCD entries flag O1 but not the hydroxyl hydrogens
+    (HO1, HO4): where nothing flagged hangs on ``atom``, the link takes one of its hydrogens."""
     found: set[int] = set()
     stack = [n.GetIdx() for n in mol.GetAtomWithIdx(atom).GetNeighbors()]
     while stack:
         i = stack.pop()
-        if i in found or i not in leaving or member_of[i] != member_of[atom]:
+        if i in found or member_of[i] != member_of[atom]:
+            continue
+        hydrogen_of_leaving = mol.GetAtomWithIdx(i).GetAtomicNum() == 1 and any(
+            n.GetIdx() in found for n in mol.GetAtomWithIdx(i).GetNeighbors()
+        )
+        if i not in leaving and not hydrogen_of_leaving:
             continue
         found.add(i)
-        stack.extend(n.GetIdx() for n in mol.GetAtomWithIdx(i).GetNeighbors())
+        stack.extend(n.GetIdx() for n in mol.GetAtomWithIdx(i).GetNeighbors() if n.GetIdx() != atom)
+    if not found:
+        hydrogens = [n.GetIdx() for n in mol.GetAtomWithIdx(atom).GetNeighbors() if n.GetAtomicNum() == 1]
+        found = set(hydrogens[:1])
     return found
 
 
@@ -387,13 +415,8 @@ class _ComponentFile:
         """The component as a biotite ``AtomArray`` with bonds, or None if the file lacks it."""
         import biotite.structure.io.pdbx as pdbx
 
-        if self._data is None:
-            self._load()
-        if ccd_id not in self._blocks:
-            return None
-        start, end = self._blocks[ccd_id]
-        block = pdbx.CIFFile.read(io.StringIO(self._data[start:end].decode("utf-8", "replace")))
-        if "chem_comp_atom" not in block.block:
+        block = self._block(ccd_id)
+        if block is None or "chem_comp_atom" not in block.block:
             return None
         try:
             with warnings.catch_warnings():  # one-atom components lack chem_comp_bond: expected
@@ -404,6 +427,28 @@ class _ComponentFile:
         except Exception as exc:  # biotite raises several types for incomplete CIF categories
             raise ComponentError("ccd_conversion_failed", f"{self.uri} block {ccd_id}: {exc}") from exc
         return atoms
+
+    def component(self, ccd_id: str):
+        """(atoms, names flagged ``pdbx_leaving_atom_flag = Y``), or None if the file lacks the component."""
+        atoms = self.atoms(ccd_id)
+        if atoms is None:
+            return None
+        category = self._block(ccd_id).block["chem_comp_atom"]
+        if "pdbx_leaving_atom_flag" not in category:
+            return atoms, frozenset()
+        names = category["atom_id"].as_array().tolist()
+        flags = category["pdbx_leaving_atom_flag"].as_array().tolist()
+        return atoms, frozenset(n for n, flag in zip(names, flags, strict=True) if flag == "Y")
+
+    def _block(self, ccd_id: str):
+        import biotite.structure.io.pdbx as pdbx
+
+        if self._data is None:
+            self._load()
+        if ccd_id not in self._blocks:
+            return None
+        start, end = self._blocks[ccd_id]
+        return pdbx.CIFFile.read(io.StringIO(self._data[start:end].decode("utf-8", "replace")))
 
 
 def _map_or_read(uri: str, storage_options: dict | None) -> bytes | mmap.mmap:

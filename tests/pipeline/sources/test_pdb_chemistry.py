@@ -25,7 +25,7 @@ from grammar.formats import FORMATS
 from grammar.protein import RESIDUE_ALPHABET
 from pipeline.records import Reject, Sample, SourceItem
 from pipeline.sources.base import convert_file
-from pipeline.sources.ccd import ComponentDictionary, linked_component_smiles
+from pipeline.sources.ccd import CCD_USER, ComponentDictionary, ComponentError, linked_component_smiles
 from pipeline.sources.pdb import BIOLIP_ARTIFACTS, DEFAULT_EXCLUDED, PLINDER_ARTIFACTS, PdbConfig, PdbSource
 from pipeline.sources.pdb_structure import load_entry, residue_letter
 
@@ -415,3 +415,17 @@ def test_n_glycans_on_request_are_linked_molecules() -> None:
         expected.subtract({"H": 2 * (len(members) - 1), "O": len(members) - 1})
         assert smiles_formula(FORMATS[sample.task].parse(sample.text).ligand.smiles) == +expected
         assert sample.metadata["covalent"]
+
+
+def test_linked_members_come_from_the_user_dictionary_first() -> None:
+    """With a user components file (the verbatim CCD entry of GLC, leaving-atom flags included) and no
+    bundled CCD, maltose is built from the user's GLC, recorded as such, and is the CCD's MAL; a member the
+    file lacks (BGC) is an ``unknown_component`` error, not a silent fall-back."""
+    user = ComponentDictionary(str(DATA / "ccd" / "verbatim" / "GLC.cif"), use_bundled=False)
+    maltose = user.linked("GLC-GLC", ("GLC", "GLC"), ((0, "O4", 1, "C1"),))
+    assert maltose.source == CCD_USER
+    whole = ComponentDictionary().lookup("MAL").smiles
+    assert Chem.MolToInchiKey(Chem.MolFromSmiles(maltose.smiles)) == Chem.MolToInchiKey(Chem.MolFromSmiles(whole))
+    with pytest.raises(ComponentError) as error:
+        user.linked("BGC-GLC", ("BGC", "GLC"), ((0, "O4", 1, "C1"),))
+    assert error.value.reason_code == "unknown_component"
