@@ -9,8 +9,10 @@ Structure Pipeline (standardize, then parent) — the step that dominates the co
 from __future__ import annotations
 
 import csv
+import functools
 import itertools
 import os
+import types
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -70,6 +72,34 @@ def sniff_delimiter(first_line: str, default: str = ",") -> str:
 def file_stem(uri: str) -> str:
     name = os.path.basename(uri.rstrip("/"))
     return name[: -len(".gz")] if name.endswith(".gz") else name
+
+
+class ChemWithParsedSmarts(types.ModuleType):
+    """``rdkit.Chem`` as the ChEMBL Structure Pipeline's standardizer module sees it, with ``MolFromSmarts``
+    memoized; every other name is ``rdkit.Chem``'s own.
+
+    Why: ``get_fragment_parent_mol`` re-reads its solvent and salt tables and re-parses their 172 SMARTS on
+    every call (and ``flatten_tartrate_mol``/``cleanup_drawing_mol`` one pattern each): 1.6 ms per molecule,
+    about a third of standardizing one (``benchmarks/bench_ingest.py``, chembl row). The module only matches
+    against these query molecules (``HasSubstructMatch``, ``GetSubstructMatches``, atom/bond counts,
+    ``AdjustQueryProperties``, which returns a copy), never edits them, so one parsed copy per pattern gives
+    the same results; ``tests/pipeline/sources/test_molecule_keys.py`` checks that against the unpatched
+    library run in a separate interpreter.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(Chem.__name__)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(Chem, name)
+
+    @staticmethod
+    @functools.lru_cache(maxsize=4096)
+    def MolFromSmarts(smarts: str, *args: Any) -> Chem.Mol:  # RDKit's name
+        return Chem.MolFromSmarts(smarts, *args)
+
+
+standardizer.Chem = ChemWithParsedSmarts()
 
 
 def chembl_parent(mol: Chem.Mol) -> Chem.Mol:
