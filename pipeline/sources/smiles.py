@@ -79,8 +79,9 @@ class ChemWithParsedSmarts(types.ModuleType):
     memoized; every other name is ``rdkit.Chem``'s own.
 
     Why: ``get_fragment_parent_mol`` re-reads its solvent and salt tables and re-parses their 172 SMARTS on
-    every call (and ``flatten_tartrate_mol``/``cleanup_drawing_mol`` one pattern each): 1.6 ms per molecule,
-    about a third of standardizing one (``benchmarks/bench_ingest.py``, chembl row). The module only matches
+    every call (and ``flatten_tartrate_mol``/``cleanup_drawing_mol`` one pattern each): standardize + parent
+    took 2.99 ms per molecule as shipped, 1.48 ms with the patterns parsed once
+    (``benchmarks/bench_chembl_standardize.py``, 2,000 bundled ChEMBL molecules). The module only matches
     against these query molecules (``HasSubstructMatch``, ``GetSubstructMatches``, atom/bond counts,
     ``AdjustQueryProperties``, which returns a copy), never edits them, so one parsed copy per pattern gives
     the same results; ``tests/pipeline/sources/test_molecule_keys.py`` checks that against the unpatched
