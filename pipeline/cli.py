@@ -91,7 +91,8 @@ def _ingest(args: argparse.Namespace) -> int:
     items = summary["items"]
     print(json.dumps(summary, indent=1))
     print(f"read {items['read']} = written {items['written']} + rejected {items['rejected']}; "
-          f"{summary['records']} records, {summary['tokens']} tokens -> {args.out}", file=sys.stderr)
+          f"{summary['records']} records, {summary['tokens']} tokens -> {args.out}  [{summary['elapsed_s']:.1f} s]",
+          file=sys.stderr)
     if items["read"] and not items["written"]:
         # Nothing usable came out: a script must not go on as if it had shards (the rejects say why).
         print(f"logos ingest: every one of the {items['read']} items was rejected; see {args.out}/rejects/",

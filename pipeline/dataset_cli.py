@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -122,11 +123,17 @@ def _run(args: argparse.Namespace) -> dict[str, Any] | None:
     return {"run_id": args.run_id} if args.run_id else None
 
 
+_STARTED = [0.0]  # when the current command's handler began (set by _guarded), for its one progress line
+
+
 def _report(stage_run) -> int:
+    """The counts as JSON on stdout; one line on stderr: the version, its records, the seconds it took."""
     manifest = stage_run.manifest
     state = "reused" if stage_run.reused else "registered"
     print(json.dumps({"dataset": manifest.ref, "state": state, "counts": manifest.counts}, indent=1))
-    print(f"{state} {manifest.ref}", file=sys.stderr)
+    records = sum(n for split in (manifest.counts.get("records") or {}).values() for n in split.values())
+    print(f"{state} {manifest.ref} ({manifest.stage}): {records:,} records  "
+          f"[{time.perf_counter() - _STARTED[0]:.1f} s]", file=sys.stderr)
     return 0
 
 
@@ -137,6 +144,7 @@ def _guarded(handler):
         from pipeline.split import SplitError
         from pipeline.versions import DatasetNotFound
 
+        _STARTED[0] = time.perf_counter()
         try:
             return handler(args)
         except (DatasetNotFound, InputError, SplitError, ExportError, ValueError, FileNotFoundError) as exc:
