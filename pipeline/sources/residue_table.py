@@ -12,8 +12,9 @@ grammar's alphabet (X included: a residue with no parent code is X with its real
 such residues are written as their letter's standard SMILES as before: components with several letters
 (chromophores: the tripeptide they replace cannot be one pocket token), components whose SMILES fails the
 grammar vocabulary or are not one molecule (``is_one_molecule``), SMILES equal to a standard residue's, and
-SMILES the CCD gives to components of
-different letters (kept for the most common letter, ties alphabetical), so a SMILES reads back as one letter.
+SMILES the CCD gives to components of different letters (kept for the letter of a released component before
+an obsolete one, then of the oldest: pyroglutamate is PCA's Q, not the obsolete 5HP's E), so a SMILES reads
+back as one letter.
 
 Run: ``python -m pipeline.sources.residue_table`` (a few minutes; the file is committed).
 """
@@ -21,7 +22,6 @@ Run: ``python -m pipeline.sources.residue_table`` (a few minutes; the file is co
 from __future__ import annotations
 
 import sys
-from collections import Counter, defaultdict
 from pathlib import Path
 
 from grammar.protein import NONSTANDARD_RESIDUES_PATH, residue_smiles_table
@@ -48,13 +48,21 @@ def residue_rows() -> list[tuple[str, str, str]]:
             continue
         if component is not None and component.smiles not in standard and is_one_molecule(component.smiles):
             found.append((ccd_id, letters, component.smiles))
-    letters_of: dict[str, Counter] = defaultdict(Counter)
-    for _, letter, smiles in found:
-        letters_of[smiles][letter] += 1
-    chosen = {
-        smiles: min(counts, key=lambda letter: (-counts[letter], letter)) for smiles, counts in letters_of.items()
-    }
-    return [(ccd_id, letter, smiles) for ccd_id, letter, smiles in found if chosen[smiles] == letter]
+    rank = _preference()
+    chosen: dict[str, tuple[bool, str, str]] = {}  # SMILES -> (obsolete, initial date, letter) of the best
+    for ccd_id, letter, smiles in found:
+        candidate = (*rank.get(ccd_id, (True, "9999")), letter)
+        chosen[smiles] = min(chosen.get(smiles, candidate), candidate)
+    return [(ccd_id, letter, smiles) for ccd_id, letter, smiles in found if chosen[smiles][2] == letter]
+
+
+def _preference() -> dict[str, tuple[bool, str]]:
+    """CCD id -> (obsolete, initial date): released components first, then the oldest."""
+    from biotite.structure.info.ccd import get_ccd
+
+    table = get_ccd()["chem_comp"]
+    ids, status, dates = (table[c].as_array().tolist() for c in ("id", "pdbx_release_status", "pdbx_initial_date"))
+    return {i: (s != "REL", d) for i, s, d in zip(ids, status, dates, strict=True)}
 
 
 def write_table(path: Path = NONSTANDARD_RESIDUES_PATH) -> int:

@@ -343,7 +343,7 @@ def test_residue_table_rows_are_the_ccd_components() -> None:
     from grammar.protein import nonstandard_residues
 
     dictionary = ComponentDictionary()
-    for ccd_id in ("MSE", "SEP", "TPO", "PTR", "MLY", "DAL", "DSN", "CSO", "HYP"):
+    for ccd_id in ("MSE", "SEP", "TPO", "PTR", "MLY", "DAL", "DSN", "CSO", "HYP", "PCA"):
         letter, smiles = nonstandard_residues()[ccd_id]
         assert smiles == dictionary.lookup(ccd_id).smiles
         code, _, _ = ccd_chem_comp()[ccd_id]
@@ -352,6 +352,9 @@ def test_residue_table_rows_are_the_ccd_components() -> None:
 
     t = get_ccd()["chem_comp"]
     formulas = dict(zip(t["id"].as_array().tolist(), t["formula"].as_array().tolist(), strict=True))
+    # Pyroglutamate is both PCA (Q) and 5HP (E) in the CCD; 5HP is obsolete, replaced by PCA (its own table).
+    code, _, _ = ccd_chem_comp()["5HP"]
+    assert "5HP" not in nonstandard_residues() and code == "E"
     rows = nonstandard_residues().items()
     wrong = [c for c, (_, smiles) in rows if smiles_formula(smiles) != formula_counts(formulas[c])]
     assert not wrong, wrong[:10]
