@@ -1,9 +1,11 @@
 """The ingest stage: source files -> tokenized Parquet shards + rejects, in parallel on Ray Data.
 
-Plan: one row per input file -> a read step streams each file into chunks of items (bounded memory,
-a file that breaks mid-way becomes a reject for its remainder) -> an actor pool converts and tokenizes
-chunks (each actor keeps its source's caches, e.g. the CCD) and writes one records part and one rejects
-part per chunk, named by (file, chunk) so output is deterministic -> the driver adds up the per-chunk
+Plan: one row per *read group* (``FILES_PER_READ`` consecutive input files) -> a read step streams the
+group's files into chunks of items (bounded memory; a chunk may span files, so one-entry files such as PDB
+entries do not each become a Parquet part; a file that breaks mid-way becomes a reject for its remainder)
+-> an actor pool converts and tokenizes chunks (each actor keeps its source's caches, e.g. the CCD) and
+writes one records part and one rejects part per chunk, named by (group, chunk) so output is
+deterministic and, read in part-name order, in input-file order -> the driver adds up the per-chunk
 accounting and writes ``summary.json`` last, as the marker of a finished run.
 
 The tokenizer is the dataset's: ``tokenizer`` names a saved tokenizer directory of either kind
@@ -35,6 +37,10 @@ from pipeline.sources import make_source, source_class
 from pipeline.sources.base import reason_code
 
 SUMMARY_FILE = "summary.json"
+# Input files per read task. Small enough that a directory of a few hundred files still spreads over the
+# converters (chunks, not groups, are the unit of parallel work), large enough that 200k PDB entries make
+# ~800 Ray rows rather than 200k, and that their parts hold ``chunk_items`` entries rather than one each.
+FILES_PER_READ = 256
 TOKENIZER_DIR = "tokenizer"  # OUT/tokenizer: a copy of the tokenizer the ids came from
 
 
@@ -67,28 +73,38 @@ class IngestSummary:
                 "elapsed_s": elapsed}
 
 
-def _chunk_row(file_index: int, chunk_index: int, uri: str, items: list) -> dict[str, list]:
-    return {"file_index": [file_index], "chunk_index": [chunk_index], "uri": [uri], "items": [pickle.dumps(items)]}
+def _chunk_row(group_index: int, chunk_index: int, uri: str, items: list) -> dict[str, list]:
+    return {"group_index": [group_index], "chunk_index": [chunk_index], "uri": [uri], "items": [pickle.dumps(items)]}
+
+
+def read_groups(files: list[str], files_per_read: int = FILES_PER_READ) -> list[dict[str, Any]]:
+    """The read plan: consecutive files in groups, each group's URIs as one JSON list (one Ray row)."""
+    return [{"group_index": g, "uris": json.dumps(files[start:start + files_per_read])}
+            for g, start in enumerate(range(0, len(files), files_per_read))]
 
 
 def read_file_chunks(batch: dict, source: str, options: dict, chunk_items: int) -> Iterator[dict[str, list]]:
+    """Stream each group's files, in order, into chunks of at most ``chunk_items`` items (across files)."""
     reader = make_source(source, options)
-    for file_index, uri in zip(batch["file_index"], batch["uri"], strict=True):
+    for group_index, uris in zip(batch["group_index"], batch["uris"], strict=True):
         chunk: list = []
-        chunk_index = read = 0
-        try:
-            for item in reader.read(uri):
-                chunk.append(item)
-                read += 1
-                if len(chunk) >= chunk_items:
-                    yield _chunk_row(file_index, chunk_index, uri, chunk)
-                    chunk, chunk_index = [], chunk_index + 1
-        except Exception as exc:  # the rest of this file is unreadable: one reject stands for it
-            chunk.append(Reject(source, uri, f"after {read} items", "read", reason_code(exc), str(exc)))
-        if read == 0 and not chunk:
-            chunk.append(Reject(source, uri, "file", "read", "empty_file", "no records found in the file"))
+        chunk_index = 0
+        for uri in json.loads(uris):
+            read, broken = 0, False
+            try:
+                for item in reader.read(uri):
+                    chunk.append(item)
+                    read += 1
+                    if len(chunk) >= chunk_items:
+                        yield _chunk_row(group_index, chunk_index, uri, chunk)
+                        chunk, chunk_index = [], chunk_index + 1
+            except Exception as exc:  # the rest of this file is unreadable: one reject stands for it
+                chunk.append(Reject(source, uri, f"after {read} items", "read", reason_code(exc), str(exc)))
+                broken = True
+            if read == 0 and not broken:
+                chunk.append(Reject(source, uri, "file", "read", "empty_file", "no records found in the file"))
         if chunk:
-            yield _chunk_row(file_index, chunk_index, uri, chunk)
+            yield _chunk_row(group_index, chunk_index, uri, chunk)
 
 
 class ChunkConverter:
@@ -102,10 +118,10 @@ class ChunkConverter:
 
     def __call__(self, batch: dict) -> dict[str, list]:
         summaries = []
-        for file_index, chunk_index, payload in zip(batch["file_index"], batch["chunk_index"], batch["items"],
-                                                    strict=True):
+        for group_index, chunk_index, payload in zip(batch["group_index"], batch["chunk_index"], batch["items"],
+                                                     strict=True):
             result = convert_items(self.source, self.tokenizer, pickle.loads(payload), self.engine)
-            name = part_name(file_index, chunk_index)
+            name = part_name(group_index, chunk_index)
             if result.records:
                 write_rows(result.records, SHARD_SCHEMA, f"{self.out}/records/{name}", self.storage_options)
             if result.rejects:
@@ -171,9 +187,8 @@ def run_ingest(config: IngestConfig) -> IngestSummary:
     tokenizer_entry = save_tokenizer(tokenizer, out, config.storage_options)
     with ray_session(config.ray_address, config.workers), one_block_per_chunk():
         workers = config.workers or max(1, int(ray.available_resources().get("CPU", 1)))
-        plan = ray.data.from_items(
-            [{"file_index": i, "uri": uri} for i, uri in enumerate(files)], override_num_blocks=max(1, len(files))
-        )
+        groups = read_groups(files)
+        plan = ray.data.from_items(groups, override_num_blocks=max(1, len(groups)))
         chunks = plan.map_batches(
             read_file_chunks, batch_size=1, num_cpus=0.25,
             fn_kwargs={"source": config.source, "options": config.source_options, "chunk_items": chunk_items},
