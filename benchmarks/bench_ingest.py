@@ -30,6 +30,7 @@ import contextlib
 import csv
 import gzip
 import os
+import pickle
 import tempfile
 import threading
 import time
@@ -99,8 +100,9 @@ def ingest_in_process(source_name: str, files: list[Path], out: Path, options: d
     lives across calls, as it does in the engine's converter actors (its caches, e.g. the CCD, stay warm)."""
     from grammar.tokenizer import default_tokenizer
     from pipeline.convert import convert_items
+    from pipeline.ingest import read_file_chunks, read_groups
     from pipeline.records import SHARD_SCHEMA
-    from pipeline.shards import write_rows
+    from pipeline.shards import part_name, write_rows
     from pipeline.sources import make_source
 
     key = f"{source_name}:{sorted((options or {}).items())}"
@@ -109,11 +111,14 @@ def ingest_in_process(source_name: str, files: list[Path], out: Path, options: d
     source = _SOURCES[key]
     tokenizer = default_tokenizer()
     items = records = 0
-    for index, path in enumerate(files):
-        chunk = list(source.read(str(path)))
-        result = convert_items(source, tokenizer, chunk)
-        write_rows(result.records, SHARD_SCHEMA, str(out / f"{source_name}-{index}.parquet"))
-        items, records = items + result.stats.items_read, records + result.stats.records
+    # The engine's own read plan (groups of files, chunks that span them), minus Ray.
+    for group in read_groups([str(f) for f in files]):
+        batch = {"group_index": [group["group_index"]], "uris": [group["uris"]]}
+        for row in read_file_chunks(batch, source_name, options or {}, getattr(source, "chunk_items", 1024)):
+            result = convert_items(source, tokenizer, pickle.loads(row["items"][0]))
+            name = part_name(row["group_index"][0], row["chunk_index"][0])
+            write_rows(result.records, SHARD_SCHEMA, str(out / f"{source_name}-{name}"))
+            items, records = items + result.stats.items_read, records + result.stats.records
     return items, records
 
 
