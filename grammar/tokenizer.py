@@ -26,6 +26,7 @@ so a prompt never reads "document over". A Megatron training document is
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
@@ -37,6 +38,9 @@ from grammar.lexer import TOKEN_PATTERN, TOKEN_RE, lex
 from grammar.tags import BOS, EOS, PAD, SPECIAL_TOKENS, UNK
 from grammar.vocab import Vocabulary, grammar_vocabulary
 
+# Texts of tags and upper-case letters only (protein-like records): see GrammarTokenizer._encode_letters_and_tags.
+LETTERS_AND_TAGS = re.compile(r"(?:<[A-Za-z][^<>\s]*+>|[A-Z])*+")
+TAG_SPLIT = re.compile(r"(<[A-Za-z][^<>\s]*>)")
 TOKENIZER_FILE = "tokenizer.json"
 VOCAB_META_FILE = "grammar_vocab.json"
 EXTENSION_META_FILE = "logos_extension.json"  # written by grammar.hf_extend.ExtendedTokenizer
@@ -135,6 +139,24 @@ class GrammarTokenizer(HFDecoding):
         self.eod_id = self.eos_id  # the document end; eos_id is the older name
         self.prefix_ids = [self.bos_id]
 
+    def _encode_letters_and_tags(self, text: str) -> list[int] | None:
+        """Sequence records (proteins, antibodies, marked pockets) are tags and runs of upper-case letters, and
+        the lexer's pieces of an upper-case run are its single letters (no vocabulary piece is two upper-case
+        letters: ``tests/grammar/test_tokenizer.py`` checks it), so each letter is looked up directly instead of
+        through the lexer's regex: ~10x less time per residue. None when a piece is not in the vocabulary (the
+        general path then raises the usual error at its position)."""
+        ids = self.vocab.ids
+        out: list[int] = []
+        try:
+            for piece in TAG_SPLIT.split(text):
+                if piece.startswith("<"):
+                    out.append(ids[piece])
+                elif piece:
+                    out += [ids[letter] for letter in piece]
+        except KeyError:
+            return None
+        return out if self.unk_id not in out else None
+
     @classmethod
     def build(cls, vocab: Vocabulary | None = None) -> GrammarTokenizer:
         vocab = vocab or grammar_vocabulary()
@@ -167,6 +189,8 @@ class GrammarTokenizer(HFDecoding):
 
     def encode_python(self, text: str, *, special: bool = False) -> list[int]:
         """The pure-Python engine: same pieces as the Rust path, same ids, same errors."""
+        if LETTERS_AND_TAGS.fullmatch(text) and (out := self._encode_letters_and_tags(text)) is not None:
+            return [*self.prefix_ids, *out] if special else out
         pieces = TOKEN_RE.findall(text)
         ids = self.vocab.ids
         try:

@@ -126,3 +126,33 @@ def test_unknown_tokens_and_ids_are_errors_with_positions():
         tokenizer.decode([4, 10**6])
     results = tokenizer.encode_batch_results(["<MoleculeS>C<MoleculeE>", "<MoleculeS>C!<MoleculeE>"])
     assert isinstance(results[0], list) and isinstance(results[1], UnknownToken)
+
+
+def test_sequence_records_take_the_letter_path_with_the_rust_engines_ids_and_errors():
+    """Proteins, antibodies and marked pockets (tags + upper-case runs) skip the lexer's regex in the Python
+    engine; the Rust engine (HF tokenizers, its own pre-tokenizer) is the reference for ids and for errors."""
+    import random
+
+    from Bio import SeqIO
+
+    tokenizer = default_tokenizer()
+    assert not [t for t in tokenizer.vocab.ids if re.fullmatch("[A-Z]{2,}", t)]  # what the letter path relies on
+    fasta = "tests/data/uniprot/uniprotkb_UP000000429_Hpylori26695_proteome_first1100.fasta"
+    sequences = [str(record.seq).replace("U", "X") for record in SeqIO.parse(fasta, "fasta")][:300]
+    texts = [f"<ProteinS>{s}<ProteinE>" for s in sequences]
+    texts += ["<AntibodyS><ProteinS>QV<CdrS>GFT<CdrE>W<ProteinE><ProteinS><ProteinE><AntibodyE>",
+              "<ProteinS>MK<PocketS>V<PocketE>L<ProteinE>", ""]
+    rng = random.Random(7)
+    texts += ["<ProteinS>" + "".join(rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ") for _ in range(30)) + "<ProteinE>"
+              for _ in range(300)]  # B, J, Z are not residues: both engines must refuse them at the same place
+
+    def outcome(engine: str, text: str) -> list[int] | tuple[str, int | None]:
+        try:
+            return tokenizer.encode_batch(
+                [text], engine=engine)[0]
+        except UnknownToken as exc:
+            return ("unknown", exc.position)
+
+    results = [(outcome("python", t), outcome("rust", t)) for t in texts]
+    assert all(python == rust for python, rust in results)
+    assert sum(isinstance(p, tuple) for p, _ in results) > 100  # the error path was exercised
