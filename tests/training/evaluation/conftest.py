@@ -24,9 +24,13 @@ from pipeline.split import ProteinClusterConfig, SplitConfig
 from pipeline.versions import DatasetStore
 
 DEMO = Path(__file__).resolve().parents[3] / "workflows" / "demo_data"
+TESTS_DATA = Path(__file__).resolve().parents[2] / "data"
 N_REACTIONS = 120  # of the 400 USPTO-50k rows: enough products for both splits, quick to build
 SOURCES = {
-    "pdb": ([DEMO / "pdb" / f for f in ("1k6p.cif.gz", "1pfe.cif.gz", "3o5r.cif.gz", "5h73.cif.gz")],
+    # The demo's entries plus two bundled test entries: BioLiP's artefact list drops 5H73's orotate, and the
+    # pocket tasks need a few test-split pockets.
+    "pdb": ([DEMO / "pdb" / f for f in ("1k6p.cif.gz", "1pfe.cif.gz", "3o5r.cif.gz", "5h73.cif.gz")]
+            + [TESTS_DATA / "pdb" / "mmcif" / f for f in ("4ZHL.cif", "7gsa.cif")],
             {"components_path": str(DEMO / "pdb" / "components_demo.cif")}),
     "chembl": ([DEMO / "chembl" / "chembl_30_chemreps_100.txt"], {}),
     "mp": (sorted((DEMO / "mp").glob("*.json")), {}),
