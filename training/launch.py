@@ -17,6 +17,7 @@ import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from pipeline.console import verbose
 from training.config import TrainConfig, config_to_dict
@@ -86,6 +87,20 @@ def check_local_devices(config: TrainConfig, cuda_available: bool, device_count:
                           "use precision: fp32 or auto to train on CPU")
 
 
+def rank_fates(exc: Any) -> str:
+    """What happened to each failed rank, for the error's first (and on the console only) line: e.g. 'rank 1
+    exited with SIGKILL (killed: out of memory?)' or 'rank 0 exited with code 1'."""
+    fates = []
+    for rank, failure in sorted(exc.failures.items()):
+        if failure.exitcode is not None and failure.exitcode < 0:
+            name = failure.signal_name()
+            hint = " (killed: out of memory?)" if name == "SIGKILL" else ""
+            fates.append(f"rank {rank} exited with {name}{hint}")
+        else:
+            fates.append(f"rank {rank} exited with code {failure.exitcode}")
+    return "; ".join(fates) or "a rank failed"
+
+
 def launch_local(config: TrainConfig) -> None:
     import torch
     from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs, Std
@@ -117,6 +132,6 @@ def launch_local(config: TrainConfig) -> None:
         try:
             elastic_launch(launch, entrypoint=sys.executable)("-m", "training.rank", str(config_path))
         except ChildFailedError as exc:
-            raise LaunchError(f"training run {config.run_dir} failed:\n{exc.format_msg()}") from None
+            raise LaunchError(f"training run {config.run_dir} failed: {rank_fates(exc)}\n{exc.format_msg()}") from None
         finally:
             kill_launch_processes(launch_id)

@@ -57,14 +57,26 @@ class StageProgress(NodeExecutionHook):
                                  **_: Any) -> None:
         if node_name not in self.stages or not success or result is None:
             return
-        seconds = time.perf_counter() - self.started.get(node_name, time.perf_counter())
-        timing = f"{seconds:.1f} s" if node_name in self.executed() else "cached"
+        if node_name not in self.executed():
+            timing = "cached"
+        elif node_name in self.started:
+            timing = f"{time.perf_counter() - self.started[node_name]:.1f} s"
+        else:
+            timing = "ran on Ray"  # report_finished: no start time on this side
         line = f"{self.label(node_name):{self.width}s}  {self.describe(node_name, result)}  [{timing}]"
         if self.bar is not None:
             self.bar.write(line)
             self.bar.update(1)
         else:
             print(line, file=self.stream, flush=True)
+
+    def report_finished(self, results: dict[str, Any]) -> None:
+        """Lines for stages that ran elsewhere: Hamilton's Ray adapter runs a node's lifecycle hooks inside its
+        Ray task (they would have to be pickled with the terminal stream and print on a worker), so with
+        ``executor: ray`` the lines are written here, in DAG order, once the stages are done (no seconds)."""
+        for node_name, result in results.items():
+            self.started.pop(node_name, None)
+            self.run_after_node_execution(node_name=node_name, result=result)
 
     def close(self) -> None:
         if self.bar is not None:

@@ -152,9 +152,12 @@ def run_workflow(
     progress = StageProgress([s for s, step in steps.items() if step != "skip"], workspace.executed)
     try:
         with ray_session(workspace.ray_address) if needs_ray else nullcontext():
-            dr = build_driver(workspace, executor=loaded.config.executor, progress=progress)
+            on_ray = loaded.config.executor == "ray"  # hooks would run in Ray tasks: see report_finished
+            dr = build_driver(workspace, executor=loaded.config.executor, progress=None if on_ray else progress)
             stages = stages_for(dr, loaded.config.targets)
             results = dr.execute(stages, inputs=stage_inputs(loaded, workspace))
+            if on_ray:
+                progress.report_finished({s: results[s] for s in stages if s in progress.stages})
         executed = set(workspace.executed())
     except BaseException as exc:
         record.status, record.error, record.finished = "failed", f"{type(exc).__name__}: {exc}", now()

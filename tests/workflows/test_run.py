@@ -100,7 +100,10 @@ def test_stage_whose_output_vanished_runs_again(demo, tmp_path):
     assert again.executed == ["report"] and (report / "index.html").is_file()
 
 
-def test_stages_run_on_rays_adapter(demo):
+def test_stages_run_on_rays_adapter(demo, capsys):
     home, _ = demo
     outcome = run_workflow("demo", [f"home={home}", *DATA_STAGES, "executor=ray", "mix.temperature=5.0"])
     assert outcome.executed == ["exported", "mixed"] and outcome.results["exported"].is_valid()
+    lines = capsys.readouterr().err.splitlines()  # the stage lines are written on the driver, after the stages
+    assert any(line.startswith("mix ") and line.endswith("[ran on Ray]") for line in lines), lines
+    assert any(line.startswith("dedup ") and line.endswith("[cached]") for line in lines), lines
