@@ -11,9 +11,12 @@ training ranks theirs in ``<run_dir>/logs``.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import logging
 import os
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -72,12 +75,33 @@ def divert_native_stderr() -> Path | None:
         return None
     folder = Path(tempfile.gettempdir()) / "logos"
     folder.mkdir(parents=True, exist_ok=True)
+    prune_native_logs(folder)
     path = folder / f"stderr-{os.getpid()}.log"
+    atexit.register(_remove_if_empty, path)
     with path.open("ab") as log:
         os.dup2(log.fileno(), 2)
     sys.stderr = open(original, "w", buffering=1, encoding=getattr(sys.stderr, "encoding", None) or "utf-8",  # noqa: SIM115
                       errors="backslashreplace")
     return path
+
+
+NATIVE_LOG_DAYS = 7  # diverted stderr logs older than this are removed by the next ``logos`` command
+
+
+def prune_native_logs(folder: Path, days: float = NATIVE_LOG_DAYS) -> None:
+    """Drop diverted-stderr logs older than ``days``: they explain a recent failure, not an old one."""
+    cutoff = time.time() - days * 86400
+    for old in folder.glob("stderr-*.log"):
+        with contextlib.suppress(OSError):
+            if old.stat().st_mtime < cutoff:
+                old.unlink()
+
+
+def _remove_if_empty(path: Path) -> None:
+    """At exit: a run whose native code printed nothing leaves no log behind."""
+    with contextlib.suppress(OSError):
+        if path.stat().st_size == 0:
+            path.unlink()
 
 
 def quiet_here() -> None:
