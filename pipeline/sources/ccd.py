@@ -19,8 +19,10 @@ import io
 import mmap
 import re
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 from rdkit import Chem
@@ -105,36 +107,19 @@ class ComponentDictionary:
 
     def lookup(self, ccd_id: str) -> ComponentSmiles | None:
         """The component's SMILES, or None when no dictionary knows it (or it has no atoms)."""
-        if ccd_id not in self._cache:
-            try:
-                self._cache[ccd_id] = self._lookup(ccd_id)
-            except ComponentError as exc:
-                self._cache[ccd_id] = exc
-        found = self._cache[ccd_id]
-        if isinstance(found, ComponentError):
-            raise found
-        return found
+        return _remembered(self._cache, ccd_id, lambda: self._lookup(ccd_id))
 
     def linked(self, name: str, members: tuple[str, ...], links: tuple[Link, ...]) -> ComponentSmiles:
         """A branched ligand's SMILES (``linked_component_smiles``), its members looked up like single
         components: the user file first, then the bundled CCD. Cached per (members, links)."""
-        key = (members, links)
-        if key not in self._linked:
-            in_user = self._user is not None and all(self._user.component(m) is not None for m in members)
-            source = CCD_USER if in_user else CCD_BUNDLED
-            try:
-                if in_user:
-                    self._linked[key] = linked_component_smiles(name, members, links, self._user.component, source)
-                elif self.use_bundled:
-                    self._linked[key] = linked_component_smiles(name, members, links)
-                else:
-                    raise ComponentError("unknown_component", f"{name}: a member is in no component dictionary")
-            except ComponentError as exc:
-                self._linked[key] = exc
-        found = self._linked[key]
-        if isinstance(found, ComponentError):
-            raise found
-        return found
+        def build() -> ComponentSmiles:
+            if self._user is not None and all(self._user.component(m) is not None for m in members):
+                return linked_component_smiles(name, members, links, self._user.component, CCD_USER)
+            if self.use_bundled:
+                return linked_component_smiles(name, members, links)
+            raise ComponentError("unknown_component", f"{name}: a member is in no component dictionary")
+
+        return _remembered(self._linked, (members, links), build)
 
     def _lookup(self, ccd_id: str) -> ComponentSmiles | None:
         if self._user is not None:
@@ -154,6 +139,20 @@ class ComponentDictionary:
 
 # One covalent link inside a branched entity: (member index, atom name, member index, atom name).
 Link = tuple[int, str, int, str]
+
+
+def _remembered(cache: dict, key: Any, compute: Callable[[], Any]) -> Any:
+    """``compute()`` once per key; a ``ComponentError`` is remembered too and raised again on every later ask
+    (an entry names the same unknown component once per ligand instance)."""
+    if key not in cache:
+        try:
+            cache[key] = compute()
+        except ComponentError as exc:
+            cache[key] = exc
+    found = cache[key]
+    if isinstance(found, ComponentError):
+        raise found
+    return found
 
 
 def bundled_component(ccd_id: str):
