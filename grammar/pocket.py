@@ -14,7 +14,15 @@ from dataclasses import dataclass, field
 
 from grammar.errors import InvalidResidue, MalformedText
 from grammar.lexer import TokenStream
-from grammar.protein import Chain, ChainRead, Protein, read_chains, residue_smiles_table, write_protein
+from grammar.protein import (
+    Chain,
+    ChainRead,
+    Protein,
+    nonstandard_letter_table,
+    read_chains,
+    residue_smiles_table,
+    write_protein,
+)
 from grammar.tags import POCKET_E, POCKET_S, PROTEIN_E, PROTEIN_S, SEARCH, TRANS
 
 DEFAULT_POCKET_CUTOFF = 6.0  # Å, heavy atom to heavy atom, as PLINDER
@@ -58,13 +66,22 @@ class BindingSite:
 
 def _write_chain(chain: Chain, pocket_positions: frozenset[int], expanded: bool) -> str:
     """An expanded pocket residue is its own SMILES where the chain has one (``Chain.residue_smiles``: a
-    modified or D-residue), else its letter's standard amino acid."""
+    modified or D-residue), else its letter's standard amino acid. A chromophore's SMILES (CRO) stands for
+    the several letters it formed from (TYG), so the letters after its first are not written again."""
     table = residue_smiles_table() if expanded else None
     own = dict(chain.residue_smiles) if expanded else {}
+    letters = nonstandard_letter_table() if own else {}
     parts = [PROTEIN_S]
+    covered = start = 0  # letters still stood for by the chromophore SMILES written at ``start``
     for i, residue in enumerate(chain.sequence):
-        if i in pocket_positions:
-            parts.append(f"{POCKET_S}{(own.get(i) or table[residue]) if table else residue}{POCKET_E}")
+        if covered:
+            if i in pocket_positions:
+                raise InvalidResidue(f"pocket residue {i} lies inside the chromophore written at {start}")
+            covered -= 1
+        elif i in pocket_positions:
+            smiles = (own.get(i) or table[residue]) if table else residue
+            covered, start = len(letters.get(smiles, residue)) - 1, i
+            parts.append(f"{POCKET_S}{smiles}{POCKET_E}")
         else:
             parts.append(residue)
     parts.append(PROTEIN_E)

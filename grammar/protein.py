@@ -62,8 +62,9 @@ def nonstandard_letter_table() -> dict[str, str]:
 
 
 def residue_for_smiles(smiles: str, *, position: int | None = None, text: str | None = None) -> tuple[str, bool]:
-    """(one-letter code, is non-standard) of a pocket residue written as SMILES: a standard residue's
-    SMILES, or a non-standard amino acid of the CCD (``nonstandard_residues``)."""
+    """(one-letter code(s), is non-standard) of a pocket residue written as SMILES: a standard residue's
+    SMILES, or a non-standard amino acid of the CCD (``nonstandard_residues``; a chromophore gives the
+    several letters of the tripeptide it formed from, CRO -> TYG)."""
     table, other = residue_from_smiles_table(), nonstandard_letter_table()
     if smiles in table:
         return table[smiles], False
@@ -82,7 +83,8 @@ class Chain:
     """One polymer chain. Only ``sequence`` is grammar content; ids are provenance.
 
     ``residue_smiles`` holds (position, SMILES) of non-standard residues (selenomethionine, D-residues):
-    a SMILES-expanded pocket writes that SMILES instead of the letter's standard one. Only expanded texts
+    a SMILES-expanded pocket writes that SMILES instead of the letter's standard one (a chromophore's, at
+    its first letter, instead of all the letters it stands for: CRO's SMILES for TYG). Only expanded texts
     carry it, so it is not part of equality (a one-letter text of the same chain equals it).
     """
 
@@ -157,7 +159,7 @@ def read_chain(stream: TokenStream) -> ChainRead:
                     nonstandard.append((len(residues), content))
             styles.add(expanded)
             pocket.append(len(residues))
-            residues.append(residue)
+            residues.extend(residue)  # a chromophore's SMILES stands for several letters, marked on its first
             continue
         if token not in _RESIDUES:
             raise stream.error(f"{token!r} is not a residue of the alphabet {RESIDUE_ALPHABET}", InvalidResidue)

@@ -7,10 +7,11 @@ D stereo. This module makes that table once from the CCD (biotite's bundled copy
 ligands: ``ccd.ComponentDictionary``); the grammar reads it to parse such SMILES back to the residue's
 one-letter code, and the PDB source reads it to write them.
 
-Rows: ``ccd_id<TAB>letter<TAB>smiles`` for peptide-linking components whose CCD code is one letter of the
-grammar's alphabet (X included: a residue with no parent code is X with its real SMILES). Left out, so
-such residues are written as their letter's standard SMILES as before: components with several letters
-(chromophores: the tripeptide they replace cannot be one pocket token), components whose SMILES fails the
+Rows: ``ccd_id<TAB>letters<TAB>smiles`` for peptide-linking components whose CCD code is letters of the
+grammar's alphabet (X included: a residue with no parent code is X with its real SMILES). A chromophore has
+several letters (CRO TYG: the tripeptide it formed from); its residue sits on its first letter, and a
+SMILES-expanded pocket writes its SMILES once in place of all its letters. Left out, so such residues are
+written as their letter's standard SMILES as before: components whose SMILES fails the
 grammar vocabulary or are not one molecule (``is_one_molecule``), SMILES equal to a standard residue's, and
 SMILES the CCD gives to components of different letters (kept for the letter of a released component before
 an obsolete one, then of the oldest: pyroglutamate is PCA's Q, not the obsolete 5HP's E), so a SMILES reads
@@ -24,7 +25,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from grammar.protein import NONSTANDARD_RESIDUES_PATH, residue_smiles_table
+from grammar.protein import NONSTANDARD_RESIDUES_PATH, RESIDUE_ALPHABET, residue_smiles_table
 from pipeline.sources.ccd import ComponentDictionary, ComponentError, peptide_one_letter_codes
 
 
@@ -38,9 +39,10 @@ def residue_rows() -> list[tuple[str, str, str]]:
     """(ccd_id, letter, smiles) of the table, sorted by ccd_id."""
     dictionary = ComponentDictionary()
     standard = set(residue_smiles_table().values())
+    alphabet = set(RESIDUE_ALPHABET)
     found: list[tuple[str, str, str]] = []
     for ccd_id, letters in sorted(peptide_one_letter_codes().items()):
-        if len(letters) != 1:
+        if not set(letters) <= alphabet:
             continue
         try:
             component = dictionary.lookup(ccd_id)
