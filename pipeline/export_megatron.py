@@ -3,12 +3,29 @@
 Each record is one document: ``prefix_ids + input_ids + [eod_id]`` of the dataset's tokenizer (native:
 ``<bos> … <eos>``; extended Llama-3: ``<|begin_of_text|> … <|end_of_text|>``; Qwen: ``… <|endoftext|>``),
 so a training document starts exactly as an inference prompt does (``tokenizer(prompt)`` in
-transformers adds the same prefix and nothing after). Files are written with megatron-core's
-``IndexedDatasetBuilder`` in shards of ``docs_per_shard`` documents, then merged with the builder's
-``add_index`` (one pass over the shard bytes), and read back with megatron's ``IndexedDataset`` and
-compared token for token with the records when ``verify`` is on. The dtype is megatron's own rule
+transformers adds the same prefix and nothing after). The dtype is megatron's own rule
 (``DType.optimal_dtype``): uint16 when the vocabulary has fewer than 65,500 ids, else int32 (an extended
 Llama-3 or Qwen tokenizer has 128k-152k).
+
+Partition-parallel, streaming: the records are cut into partitions of ``docs_per_shard`` consecutive rows;
+one pass over a partition (``partition_documents``) builds, from the Arrow buffers of its ``input_ids``
+(no Python list per record), the token bytes and document lengths of each (split, domain) it holds. The
+driver appends the partitions' bytes to each prefix's ``.bin`` in partition order and streams their lengths
+to a side file, so it holds one partition's tokens at a time and never a record; the ``.idx`` is written
+from that file at the end. Partitions run in this process (``workers=None``) or as plain Ray tasks
+(``workers=N``: at most N in flight, results taken in order). Why plain tasks rather than Ray Data: the
+unit of work is a row range whose output must be merged in order into a few files; Ray Data would add a
+shuffle-free but order-preserving execution plan and block re-slicing for nothing, while a task per row
+range is the whole need (the result is the same either way; Daft was not tried). Both paths run the
+same partition function, so the files are byte-identical; the tests check them against megatron-core's
+own ``IndexedDatasetBuilder`` writing the records one document at a time.
+
+The ``.idx`` layout is megatron-core's (``_IndexWriter``: its header, then the counts, the int32
+sequence lengths, the int64 byte pointers and the int64 document indices): the header comes from
+``_IndexWriter`` itself; the arrays are written here in chunks because ``_IndexWriter.write`` takes
+whole Python lists and computes the pointers in a Python loop (memory and time per document).
+``verify`` reads each prefix back with megatron's ``IndexedDataset`` and checks its document count,
+lengths, pointers and document indices against what was written, and the ``.bin`` bytes by digest.
 
 The blend (``logos-megatron-blend/1``, read by ``training.blend``) lists per split the prefixes,
 their mixture weights (only domains with a positive weight) and domains, with paths relative to the
@@ -18,13 +35,17 @@ prefix) are recorded from the tokenizer itself, never hard-coded.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from grammar.tokenizer import LogosTokenizer
 
@@ -32,6 +53,7 @@ BLEND_FORMAT = "logos-megatron-blend/1"
 BLEND_FILE = "blend.json"
 TOKENIZER_DIR = "tokenizer"
 UINT16_LIMIT = 65_500
+CHUNK = 1 << 20  # lengths handled at a time when the index is written and verified
 
 
 class ExportError(RuntimeError):
@@ -40,8 +62,8 @@ class ExportError(RuntimeError):
 
 @dataclass(frozen=True)
 class ExportConfig:
-    docs_per_shard: int = 1_000_000
-    batch_rows: int = 65_536  # records read at a time
+    docs_per_shard: int = 250_000  # records per partition (one task; its bytes are held once, by the driver)
+    batch_rows: int = 65_536  # unused since partitions are read whole; kept so configs that set it still load
     verify: bool = True
 
 
@@ -52,70 +74,154 @@ class ExportResult:
     tokens: dict[str, dict[str, int]]  # split -> domain -> tokens written (EOD included)
 
 
+@dataclass
+class PartitionPiece:
+    """One (split, domain) of one partition: its documents' token bytes and lengths."""
+
+    split: str
+    domain: str
+    tokens: np.ndarray  # the documents, concatenated, in the export dtype
+    lengths: np.ndarray  # int32, one per document
+
+
 def megatron_dtype(vocab_size: int) -> type[np.number]:
     return np.uint16 if vocab_size < UINT16_LIMIT else np.int32
 
 
-def documents(records: pl.LazyFrame, split: str, domain: str, batch_rows: int) -> Iterator[pl.Series]:
-    """The ``input_ids`` of one (split, domain), in record order, a batch at a time."""
-    selected = records.filter((pl.col("split") == split) & (pl.col("domain") == domain)).select("input_ids")
-    for batch in selected.collect_batches(chunk_size=batch_rows):
-        yield batch["input_ids"]
+def document_tokens(input_ids: pa.ChunkedArray | pa.Array, start: np.ndarray, eod: int,
+                    dtype: type) -> tuple[np.ndarray, np.ndarray]:
+    """``start + ids + [eod]`` of every record, concatenated, and each document's length: from the list
+    array's offsets and values, without a Python object per record."""
+    ids = input_ids.combine_chunks() if isinstance(input_ids, pa.ChunkedArray) else input_ids
+    if ids.null_count:
+        raise ExportError(f"{ids.null_count} records without input_ids")
+    offsets = ids.offsets.to_numpy().astype(np.int64)
+    offsets -= offsets[0]
+    values = pc.list_flatten(ids).to_numpy(zero_copy_only=False)
+    n, extra = len(ids), len(start) + 1
+    counts = np.diff(offsets)
+    lengths = counts + extra
+    doc_start = offsets[:-1] + np.arange(n, dtype=np.int64) * extra  # where each document begins
+    out = np.empty(int(offsets[-1]) + n * extra, dtype=dtype)
+    for j, token in enumerate(start):
+        out[doc_start + j] = token
+    out[np.arange(len(values), dtype=np.int64) + np.repeat(doc_start + len(start) - offsets[:-1], counts)] = values
+    out[doc_start + lengths - 1] = eod
+    if np.any(lengths > np.iinfo(np.int32).max):
+        raise ExportError("a document longer than 2^31 tokens")
+    return out, lengths.astype(np.int32)
 
 
-def document_of(ids: list[int], start: list[int], eod: int) -> np.ndarray:
-    """One Megatron document: the tokenizer's prefix (``start``), the record's ids, the EOD."""
-    return np.asarray([*start, *ids, eod], dtype=np.int64)
+def partition_documents(part: pl.DataFrame | pl.LazyFrame, start: list[int], eod: int,
+                        dtype: type) -> list[PartitionPiece]:
+    """The pieces of one partition, by (split, domain) in sorted order, records in partition order."""
+    frame = part.lazy().select("split", "domain", "input_ids").collect()
+    pieces = []
+    for (split, domain), rows in sorted(frame.partition_by("split", "domain", as_dict=True,
+                                                           maintain_order=True).items()):
+        tokens, lengths = document_tokens(rows["input_ids"].to_arrow(), np.asarray(start, np.int64), eod, dtype)
+        pieces.append(PartitionPiece(split, domain, tokens, lengths))
+    return pieces
 
 
-def write_prefix(
-    batches: Iterator[pl.Series], prefix: Path, dtype: type, start: list[int], eod: int, docs_per_shard: int
-) -> tuple[int, int]:
-    """Write documents in shards, merge them into ``prefix``; returns (documents, tokens)."""
-    from megatron.core.datasets.indexed_dataset import IndexedDatasetBuilder
-
-    shards: list[Path] = []
-    builder, in_shard, n_docs, n_tokens = None, 0, 0, 0
-    for batch in batches:
-        for ids in batch.to_list():
-            if builder is None:
-                shards.append(prefix.with_name(f"{prefix.name}.shard{len(shards):05d}"))
-                builder = IndexedDatasetBuilder(f"{shards[-1]}.bin", dtype=dtype)
-            document = document_of(ids, start, eod)
-            builder.add_document(document, [len(document)])
-            in_shard, n_docs, n_tokens = in_shard + 1, n_docs + 1, n_tokens + len(document)
-            if in_shard == docs_per_shard:
-                builder.finalize(f"{shards[-1]}.idx")
-                builder, in_shard = None, 0
-    if builder is not None:
-        builder.finalize(f"{shards[-1]}.idx")
-    if len(shards) == 1:  # nothing to merge (add_index also runs a full gc.collect per shard)
-        for suffix in (".bin", ".idx"):
-            Path(f"{shards[0]}{suffix}").rename(f"{prefix}{suffix}")
-        return n_docs, n_tokens
-    merged = IndexedDatasetBuilder(f"{prefix}.bin", dtype=dtype)
-    for shard in shards:
-        merged.add_index(str(shard))
-    merged.finalize(f"{prefix}.idx")
-    for shard in shards:
-        Path(f"{shard}.bin").unlink()
-        Path(f"{shard}.idx").unlink()
-    return n_docs, n_tokens
+def partitions(records: pl.LazyFrame | pl.DataFrame, rows: int, size: int) -> Iterator[pl.LazyFrame | pl.DataFrame]:
+    """Consecutive row ranges of ``records`` (a DataFrame is sliced without a copy; a LazyFrame lazily)."""
+    for offset in range(0, rows, size):
+        yield records.slice(offset, size)
 
 
-def verify_prefix(batches: Iterator[pl.Series], prefix: Path, start: list[int], eod: int, n_docs: int) -> None:
-    from megatron.core.datasets.indexed_dataset import IndexedDataset
+class PrefixWriter:
+    """One ``.bin/.idx`` pair written a partition at a time: bytes appended, lengths to a side file."""
 
-    dataset = IndexedDataset(str(prefix))
-    if len(dataset) != n_docs:
-        raise ExportError(f"{prefix}: {len(dataset)} sequences read back, {n_docs} written")
-    index = 0
-    for batch in batches:
-        for ids in batch.to_list():
-            expected = document_of(ids, start, eod)
-            if not np.array_equal(dataset[index].astype(np.int64), expected):
-                raise ExportError(f"{prefix}: document {index} reads back different from the record")
-            index += 1
+    def __init__(self, prefix: Path, dtype: type) -> None:
+        self.prefix, self.dtype = prefix, dtype
+        prefix.parent.mkdir(parents=True, exist_ok=True)
+        self.bin = open(f"{prefix}.bin", "wb")  # noqa: SIM115 - closed in finish
+        self.lengths_path = Path(f"{prefix}.lengths")
+        self.lengths = open(self.lengths_path, "wb")  # noqa: SIM115 - closed in finish
+        self.digest = hashlib.sha256()
+        self.documents = self.tokens = 0
+
+    def append(self, piece: PartitionPiece) -> None:
+        data = piece.tokens.tobytes()
+        self.bin.write(data)
+        self.digest.update(data)
+        self.lengths.write(piece.lengths.tobytes())
+        self.documents += len(piece.lengths)
+        self.tokens += len(piece.tokens)
+
+    def finish(self, verify: bool) -> None:
+        from megatron.core.datasets.indexed_dataset import DType, _IndexWriter
+
+        self.bin.close()
+        self.lengths.close()
+        itemsize = DType.size(self.dtype)
+        lengths = np.memmap(self.lengths_path, dtype=np.int32, mode="r") if self.documents else np.zeros(0, np.int32)
+        with _IndexWriter(f"{self.prefix}.idx", self.dtype) as writer:  # header, version, dtype code
+            out = writer.idx_writer
+            out.write(struct.pack("<Q", self.documents))  # sequences: one per document
+            out.write(struct.pack("<Q", self.documents + 1))  # document indices: 0, 1, ..., n
+            for i in range(0, self.documents, CHUNK):
+                out.write(np.ascontiguousarray(lengths[i : i + CHUNK]).tobytes())
+            pointer = 0
+            for i in range(0, self.documents, CHUNK):
+                sizes = lengths[i : i + CHUNK].astype(np.int64) * itemsize
+                out.write((pointer + np.cumsum(sizes) - sizes).tobytes())
+                pointer += int(sizes.sum())
+            for i in range(0, self.documents + 1, CHUNK):
+                out.write(np.arange(i, min(i + CHUNK, self.documents + 1), dtype=np.int64).tobytes())
+        if verify:
+            self.verify(lengths, itemsize)
+        del lengths
+        self.lengths_path.unlink()
+
+    def verify(self, lengths: np.ndarray, itemsize: int) -> None:
+        from megatron.core.datasets.indexed_dataset import IndexedDataset
+
+        dataset = IndexedDataset(str(self.prefix))
+        index = dataset.index
+        if len(dataset) != self.documents or index.dtype != self.dtype:
+            raise ExportError(f"{self.prefix}: {len(dataset)} {index.dtype} sequences read back, "
+                              f"{self.documents} {np.dtype(self.dtype).name} written")
+        pointer = 0
+        for i in range(0, self.documents, CHUNK):
+            sizes = lengths[i : i + CHUNK].astype(np.int64) * itemsize
+            if not (np.array_equal(index.sequence_lengths[i : i + CHUNK], lengths[i : i + CHUNK])
+                    and np.array_equal(index.sequence_pointers[i : i + CHUNK], pointer + np.cumsum(sizes) - sizes)):
+                raise ExportError(f"{self.prefix}: the index reads back different lengths or pointers near {i}")
+            pointer += int(sizes.sum())
+        if not np.array_equal(index.document_indices, np.arange(self.documents + 1)):
+            raise ExportError(f"{self.prefix}: the index reads back different document indices")
+        digest = hashlib.sha256()
+        with open(f"{self.prefix}.bin", "rb") as handle:
+            while block := handle.read(CHUNK * 16):
+                digest.update(block)
+        if digest.digest() != self.digest.digest() or pointer != Path(f"{self.prefix}.bin").stat().st_size:
+            raise ExportError(f"{self.prefix}: the .bin reads back different from the documents written")
+
+
+def computed_pieces(records: pl.LazyFrame | pl.DataFrame, size: int, start: list[int], eod: int, dtype: type,
+                    workers: int | None) -> Iterator[list[PartitionPiece]]:
+    """Each partition's pieces, in partition order: in this process, or on Ray with ``workers`` in flight."""
+    rows = records.lazy().select(pl.len()).collect().item()
+    parts = partitions(records, rows, size)
+    if workers is None:
+        for part in parts:
+            yield partition_documents(part, start, eod, dtype)
+        return
+    import ray
+
+    from pipeline.ray_runtime import ray_session
+
+    with ray_session(num_cpus=workers):
+        task = ray.remote(num_cpus=1, max_retries=3)(partition_documents)
+        pending = []
+        for part in parts:
+            pending.append(task.remote(part, start, eod, dtype))
+            if len(pending) >= workers:
+                yield ray.get(pending.pop(0))
+        while pending:
+            yield ray.get(pending.pop(0))
 
 
 def export_megatron(
@@ -125,24 +231,26 @@ def export_megatron(
     out_dir: str | Path,
     tokenizer: LogosTokenizer,
     dataset: dict[str, str],
+    workers: int | None = None,
 ) -> ExportResult:
-    """Write every (split, domain) in ``records`` and a blend with ``weights`` (split -> domain -> weight)."""
+    """Write every (split, domain) in ``records`` and a blend with ``weights`` (split -> domain -> weight).
+    ``workers``: None runs the partitions in this process; N runs them as Ray tasks, N at a time."""
     out = Path(out_dir)
-    lazy = records.lazy()
     dtype = megatron_dtype(tokenizer.vocab_size)
-    pairs = lazy.select("split", "domain").unique().sort("split", "domain").collect().iter_rows()
+    start, eod = [int(i) for i in tokenizer.prefix_ids], int(tokenizer.eod_id)
+    writers: dict[tuple[str, str], PrefixWriter] = {}
+    for pieces in computed_pieces(records, config.docs_per_shard, start, eod, dtype, workers):
+        for piece in pieces:
+            key = (piece.split, piece.domain)
+            if key not in writers:
+                writers[key] = PrefixWriter(out / "megatron" / piece.split / piece.domain, dtype)
+            writers[key].append(piece)
     documents_written: dict[str, dict[str, int]] = {}
     tokens_written: dict[str, dict[str, int]] = {}
-    for split, domain in pairs:
-        prefix = out / "megatron" / split / domain
-        prefix.parent.mkdir(parents=True, exist_ok=True)
-        batches = documents(lazy, split, domain, config.batch_rows)
-        start, eod = list(tokenizer.prefix_ids), tokenizer.eod_id
-        n_docs, n_tokens = write_prefix(batches, prefix, dtype, start, eod, config.docs_per_shard)
-        if config.verify:
-            verify_prefix(documents(lazy, split, domain, config.batch_rows), prefix, start, eod, n_docs)
-        documents_written.setdefault(split, {})[domain] = n_docs
-        tokens_written.setdefault(split, {})[domain] = n_tokens
+    for (split, domain), writer in sorted(writers.items()):
+        writer.finish(config.verify)
+        documents_written.setdefault(split, {})[domain] = writer.documents
+        tokens_written.setdefault(split, {})[domain] = writer.tokens
     tokenizer.save(out / TOKENIZER_DIR)
     blend = blend_document(weights, documents_written, tokenizer, np.dtype(dtype).name, dataset)
     blend_path = out / BLEND_FILE
