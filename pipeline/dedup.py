@@ -1,8 +1,8 @@
 """Exact deduplication on canonical keys, with a documented, deterministic kept-record rule.
 
 Keys are written by the sources into ``dedup_key`` (see ``pipeline.records.dedup_key``): molecules by
-InChIKey (standardized canonical SMILES where InChI has none), proteins by chain sequences, complexes
-by (sequences, ligand InChIKey, pocket), reactions by canonical unmapped 'reactants>>products'.
+canonical isomeric SMILES (their text; InChIKey with ``molecule_key=inchikey``), proteins by chain sequences,
+complexes by (sequences, ligand InChIKey, pocket), reactions by canonical unmapped 'reactants>>products'.
 Records are compared within one task only: a reaction's ``react`` and ``reverse_react`` samples are
 two training views of one reaction, not duplicates (the split stage keeps them in one split). A
 record with an empty key falls back to its ``content_id`` (exact text).
@@ -176,39 +176,148 @@ class StreamedDedup:
 
 
 def exact_dedup_files(
-    config: ExactDedupConfig, paths: list[str | Path], out_dir: str | Path, stream: StreamingConfig = StreamingConfig()
+    config: ExactDedupConfig, paths: list[str | Path], out_dir: str | Path, stream: StreamingConfig = StreamingConfig(),
+    workers: int | None = None,
 ) -> StreamedDedup:
     """The same rule as ``exact_dedup`` over Parquet files, in three streaming passes.
 
-    1. read only the key columns in batches and hash-partition them by key into buckets on disk;
-    2. dedup each bucket in memory (a bucket holds every record of its keys), write the duplicates;
+    1. read only the key columns in batches and hash-partition them by key into buckets;
+    2. dedup each bucket independently (a bucket holds every record of its keys), write the duplicates;
     3. re-read each input in batches and write the rows not listed as duplicates (input order kept).
     Peak memory is one batch plus one bucket, whatever the input size, since the number of buckets
     grows with the input. Pass 1 keeps the text of crystals only, for the StructureMatcher in pass 2.
+
+    ``workers=None`` runs the passes in this process (buckets on disk). ``workers=N`` runs them as plain Ray
+    tasks, N CPUs: one task per input file in passes 1 and 3, one per bucket in pass 2; the buckets travel
+    through Ray's object store (spilled to disk when it fills), so the driver holds object references and
+    the duplicates table, never records. Plain tasks rather than Ray Data because the work is a fixed
+    map (files) -> reduce (buckets) -> map (files) with no per-row operator to pipeline; a hash shuffle in
+    Ray Data (``groupby``) would sort whole rows. Each bucket is decided by the same ``bucket_duplicates``
+    on the same rows in the same order as in process, so the kept records and duplicates are identical.
+    Pass 3 tasks write ``out_dir`` themselves: on a multi-node cluster it must be a shared path.
     """
     out = Path(out_dir)
-    work = out / "_buckets"
-    work.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     files = [str(p) for p in paths]
     rows_in = sum(pq.read_metadata(f).num_rows for f in files)
     n_buckets = max(1, math.ceil(rows_in / stream.bucket_rows))
-    bucket_paths = partition_keys(config, files, work, n_buckets, stream.batch_rows)
     duplicates_file = out / "duplicates.parquet"
-    with pq.ParquetWriter(duplicates_file, DUPLICATE_SCHEMA.append(pa.field("_file", pa.int32())).append(
-        pa.field("_row", pa.int64()))) as writer:
-        for bucket_path in bucket_paths:
-            bucket = pl.read_parquet(bucket_path).with_row_index("_uid")
-            frame = mark_first(bucket.drop("text"))
-            if config.match_structures and frame.filter(IS_GROUP & ~pl.col("_first")).height:
-                frame = match_structure_groups(frame, bucket.select("_uid", "text"), on="_uid")
-            dropped = frame.filter(~pl.col("_first"))
-            rows = duplicate_rows(dropped, "exact", pl.col("dedup_key"), pl.lit(1.0))
-            rows = rows.with_columns(_file=dropped["_file"], _row=dropped["_row"])
-            writer.write_table(rows.to_arrow().cast(writer.schema))
-            bucket_path.unlink()
-    work.rmdir()
-    kept_files, rows_kept = write_kept(files, duplicates_file, out, stream.batch_rows)
+    if workers is None:
+        dropped = local_duplicates(config, files, out, n_buckets, stream.batch_rows)
+    else:
+        dropped = ray_duplicates(config, files, n_buckets, stream.batch_rows, workers)
+    with pq.ParquetWriter(duplicates_file, DUPLICATES_WITH_ROWS) as writer:
+        for table in dropped:
+            writer.write_table(table)
+    if workers is None:
+        kept_files, rows_kept = write_kept(files, duplicates_file, out, stream.batch_rows)
+    else:
+        kept_files, rows_kept = ray_write_kept(files, duplicates_file, out, stream.batch_rows, workers)
     return StreamedDedup(kept_files, duplicates_file, rows_in, rows_kept)
+
+
+DUPLICATES_WITH_ROWS = DUPLICATE_SCHEMA.append(pa.field("_file", pa.int32())).append(pa.field("_row", pa.int64()))
+
+
+def bucket_duplicates(config: ExactDedupConfig, bucket: pl.DataFrame) -> pa.Table:
+    """Pass 2 on one bucket: its duplicates rows (with ``_file``, ``_row``), by the kept-record rule."""
+    bucket = bucket.with_row_index("_uid")
+    frame = mark_first(bucket.drop("text"))
+    if config.match_structures and frame.filter(IS_GROUP & ~pl.col("_first")).height:
+        frame = match_structure_groups(frame, bucket.select("_uid", "text"), on="_uid")
+    dropped = frame.filter(~pl.col("_first"))
+    rows = duplicate_rows(dropped, "exact", pl.col("dedup_key"), pl.lit(1.0))
+    rows = rows.with_columns(_file=dropped["_file"], _row=dropped["_row"])
+    return rows.to_arrow().cast(DUPLICATES_WITH_ROWS)
+
+
+def local_duplicates(
+    config: ExactDedupConfig, files: list[str], out: Path, n_buckets: int, batch_rows: int
+) -> Iterator[pa.Table]:
+    work = out / "_buckets"
+    work.mkdir(parents=True, exist_ok=True)
+    for bucket_path in partition_keys(config, files, work, n_buckets, batch_rows):
+        yield bucket_duplicates(config, pl.read_parquet(bucket_path))
+        bucket_path.unlink()
+    work.rmdir()
+
+
+def file_key_buckets(
+    config: ExactDedupConfig, path: str, file_index: int, n_buckets: int, batch_rows: int
+) -> list[pa.Table]:
+    """Pass 1 on one file: its key rows, one table per bucket (empty where none)."""
+    pieces: list[list[pa.Table]] = [[] for _ in range(n_buckets)]
+    offset = 0
+    for batch in read_batches(path, batch_rows, STREAM_COLUMNS):
+        for b, table in key_parts(config, batch, file_index, offset, n_buckets):
+            pieces[b].append(table)
+        offset += batch.num_rows
+    schema = key_schema(path)
+    return [pa.concat_tables(p).cast(schema) if p else schema.empty_table() for p in pieces]
+
+
+def key_schema(path: str) -> pa.Schema:
+    empty = pl.from_arrow(pq.read_schema(path).empty_table()).select(STREAM_COLUMNS)
+    frame = with_rank(empty, ()).with_columns(_file=pl.lit(0, pl.Int32), _row=pl.lit(0, pl.Int64),
+                                              text=pl.col("text"))
+    return frame.to_arrow().schema
+
+
+def key_parts(
+    config: ExactDedupConfig, batch: pa.RecordBatch, file_index: int, offset: int, n_buckets: int
+) -> Iterator[tuple[int, pa.Table]]:
+    """One batch's key rows (text kept for crystals only: the StructureMatcher needs it), by bucket."""
+    rows = pl.int_range(offset, offset + batch.num_rows, dtype=pl.Int64)
+    frame = with_rank(pl.from_arrow(batch), config.source_priority).with_columns(
+        _file=pl.lit(file_index, pl.Int32), _row=rows, text=pl.when(IS_GROUP).then(pl.col("text"))
+    )
+    bucket = exact_key().hash(seed=0) % n_buckets
+    for (b,), part in frame.with_columns(_bucket=bucket).partition_by("_bucket", as_dict=True).items():
+        yield int(b), part.drop("_bucket").to_arrow()
+
+
+def ray_duplicates(
+    config: ExactDedupConfig, files: list[str], n_buckets: int, batch_rows: int, workers: int
+) -> Iterator[pa.Table]:
+    import ray
+
+    from pipeline.ray_runtime import ray_session
+
+    with ray_session(num_cpus=workers):
+        split_task = ray.remote(num_cpus=1, max_retries=3, num_returns=n_buckets)(file_key_buckets)
+        decide_task = ray.remote(num_cpus=1, max_retries=3)(_decide_bucket)
+        by_file = [split_task.remote(config, path, i, n_buckets, batch_rows) for i, path in enumerate(files)]
+        by_file = [refs if n_buckets > 1 else [refs] for refs in by_file]
+        decided = [decide_task.remote(config, *(refs[b] for refs in by_file)) for b in range(n_buckets)]
+        del by_file  # the buckets are freed once their task has run
+        for ref in decided:
+            yield ray.get(ref)
+
+
+def _decide_bucket(config: ExactDedupConfig, *pieces: pa.Table) -> pa.Table:
+    """Pass 2 on Ray: a bucket's pieces from every file, in file order (the order the local path writes)."""
+    bucket = pa.concat_tables(pieces)
+    if bucket.num_rows == 0:
+        return DUPLICATES_WITH_ROWS.empty_table()
+    return bucket_duplicates(config, pl.from_arrow(bucket))
+
+
+def ray_write_kept(
+    files: list[str], duplicates_file: Path, out: Path, batch_rows: int, workers: int
+) -> tuple[list[Path], int]:
+    import ray
+
+    from pipeline.ray_runtime import ray_session
+
+    duplicates = pl.scan_parquet(duplicates_file).select("_file", "_row")
+    with ray_session(num_cpus=workers):
+        task = ray.remote(num_cpus=1, max_retries=3)(write_kept_file)
+        refs = []
+        for file_index, source in enumerate(files):
+            drop = np.sort(duplicates.filter(pl.col("_file") == file_index).collect()["_row"].to_numpy())
+            refs.append(task.remote(source, drop, out / f"kept-{file_index:05d}.parquet", batch_rows))
+        kept = ray.get(refs)
+    return [out / f"kept-{i:05d}.parquet" for i in range(len(files))], sum(kept)
 
 
 def read_batches(path: str, batch_rows: int, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
@@ -227,13 +336,7 @@ def partition_keys(
         for file_index, path in enumerate(files):
             offset = 0
             for batch in read_batches(path, batch_rows, STREAM_COLUMNS):
-                rows = pl.int_range(offset, offset + batch.num_rows, dtype=pl.Int64)
-                frame = with_rank(pl.from_arrow(batch), config.source_priority).with_columns(
-                    _file=pl.lit(file_index, pl.Int32), _row=rows, text=pl.when(IS_GROUP).then(pl.col("text"))
-                )  # text is kept for crystals only: the StructureMatcher needs it
-                bucket = exact_key().hash(seed=0) % n_buckets
-                for (b,), part in frame.with_columns(_bucket=bucket).partition_by("_bucket", as_dict=True).items():
-                    table = part.drop("_bucket").to_arrow()
+                for b, table in key_parts(config, batch, file_index, offset, n_buckets):
                     if b not in writers:
                         writers[b] = pq.ParquetWriter(paths[b], table.schema)
                     writers[b].write_table(table)
@@ -252,14 +355,21 @@ def write_kept(
     for file_index, source in enumerate(files):
         drop = np.sort(duplicates.filter(pl.col("_file") == file_index).collect()["_row"].to_numpy())
         path = out / f"kept-{file_index:05d}.parquet"
-        with pq.ParquetWriter(path, pq.read_schema(source)) as writer:
-            offset = 0
-            for batch in read_batches(source, batch_rows):
-                rows = np.arange(offset, offset + batch.num_rows)
-                position = np.minimum(np.searchsorted(drop, rows), max(len(drop) - 1, 0))
-                keep = drop[position] != rows if len(drop) else np.ones(len(rows), dtype=bool)
-                writer.write_batch(batch.filter(pa.array(keep)))
-                rows_kept += int(keep.sum())
-                offset += batch.num_rows
+        rows_kept += write_kept_file(source, drop, path, batch_rows)
         kept_files.append(path)
     return kept_files, rows_kept
+
+
+def write_kept_file(source: str, drop: np.ndarray, path: Path, batch_rows: int) -> int:
+    """Pass 3 on one file: its rows not in ``drop`` (sorted row numbers), in input order; rows written."""
+    rows_kept = 0
+    with pq.ParquetWriter(path, pq.read_schema(source)) as writer:
+        offset = 0
+        for batch in read_batches(source, batch_rows):
+            rows = np.arange(offset, offset + batch.num_rows)
+            position = np.minimum(np.searchsorted(drop, rows), max(len(drop) - 1, 0))
+            keep = drop[position] != rows if len(drop) else np.ones(len(rows), dtype=bool)
+            writer.write_batch(batch.filter(pa.array(keep)))
+            rows_kept += int(keep.sum())
+            offset += batch.num_rows
+    return rows_kept

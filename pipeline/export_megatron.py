@@ -203,7 +203,8 @@ class PrefixWriter:
 def computed_pieces(records: pl.LazyFrame | pl.DataFrame, size: int, start: list[int], eod: int, dtype: type,
                     workers: int | None) -> Iterator[list[PartitionPiece]]:
     """Each partition's pieces, in partition order: in this process, or on Ray with ``workers`` in flight."""
-    rows = records.lazy().select(pl.len()).collect().item()
+    records = records.select("split", "domain", "input_ids")  # a DataFrame's slices then ship only these
+    rows = records.height if isinstance(records, pl.DataFrame) else records.select(pl.len()).collect().item()
     parts = partitions(records, rows, size)
     if workers is None:
         for part in parts:

@@ -19,7 +19,7 @@ import pytest
 
 from grammar.tokenizer import default_tokenizer
 from pipeline.convert import convert_items
-from pipeline.dedup import ExactDedupConfig, exact_dedup
+from pipeline.dedup import ExactDedupConfig, StreamingConfig, exact_dedup, exact_dedup_files
 from pipeline.export_megatron import ExportConfig, export_megatron, megatron_dtype
 from pipeline.records import SHARD_SCHEMA
 from pipeline.sources import make_source
@@ -53,6 +53,26 @@ def records(tmp_path_factory) -> pl.DataFrame:
 
 
 @pytest.fixture(scope="module")
+def on_ray():
+    """One local Ray for the module's Ray paths (each stage joins it rather than starting its own)."""
+    from pipeline.ray_runtime import ray_session
+
+    with ray_session(num_cpus=2):
+        yield
+
+
+@pytest.fixture(scope="module")
+def shard_files(records, tmp_path_factory) -> list[Path]:
+    """The ingest output as several Parquet files, as the engine writes them."""
+    root = tmp_path_factory.mktemp("shards")
+    paths = []
+    for i, part in enumerate(records.iter_slices(1500)):
+        paths.append(root / f"part-{i:05d}.parquet")
+        part.write_parquet(paths[-1])
+    return paths
+
+
+@pytest.fixture(scope="module")
 def split_records(records) -> pl.DataFrame:
     return assign_splits(SPLIT, exact_dedup(ExactDedupConfig(), records).kept).records
 
@@ -79,13 +99,28 @@ def test_real_ingest_fixture_has_every_domain_and_duplicates(records, split_reco
     assert set(split_records["split"].unique()) == {"train", "valid", "test"}
 
 
-def test_export_in_process_and_on_ray_are_byte_identical_to_megatrons_builder(split_records, tmp_path):
+def test_exact_dedup_on_ray_keeps_what_the_single_process_paths_keep(records, shard_files, on_ray, tmp_path):
+    stream = StreamingConfig(batch_rows=500, bucket_rows=700)  # several batches per file, 10 buckets
+    local = exact_dedup_files(ExactDedupConfig(), shard_files, tmp_path / "local", stream)
+    ray = exact_dedup_files(ExactDedupConfig(), shard_files, tmp_path / "ray", stream, workers=2)
+    in_memory = exact_dedup(ExactDedupConfig(), records)
+    assert ray.rows_in == local.rows_in == records.height
+    assert ray.rows_kept == local.rows_kept == in_memory.kept.height < records.height
+    columns = ["content_id", "source", "source_id", "source_uri"]
+    for streamed in (local, ray):
+        kept = pl.read_parquet(streamed.kept_files)
+        assert kept.select(columns).sort(columns).equals(in_memory.kept.select(columns).sort(columns))
+    assert pl.read_parquet(ray.duplicates_file).equals(pl.read_parquet(local.duplicates_file))
+    assert [pl.read_parquet(p).equals(pl.read_parquet(q)) for p, q in zip(ray.kept_files, local.kept_files,
+                                                                          strict=True)] == [True] * len(shard_files)
+
+
+def test_export_in_process_and_on_ray_are_byte_identical_to_megatrons_builder(split_records, on_ray, tmp_path):
     reference_export(split_records, tmp_path / "reference")
     dataset = {"name": "t", "version": "v"}
     config = ExportConfig(docs_per_shard=97)  # many partitions, each holding several (split, domain)
-    export_megatron(config, split_records, WEIGHTS, tmp_path / "local", default_tokenizer(), dataset)
-    export_megatron(config, split_records.lazy(), WEIGHTS, tmp_path / "ray", default_tokenizer(), dataset,
-                    workers=2)
+    export_megatron(config, split_records.lazy(), WEIGHTS, tmp_path / "local", default_tokenizer(), dataset)
+    export_megatron(config, split_records, WEIGHTS, tmp_path / "ray", default_tokenizer(), dataset, workers=2)
     expected = sorted(p.relative_to(tmp_path / "reference") for p in (tmp_path / "reference").rglob("*.*"))
     assert len(expected) == 2 * split_records.select("split", "domain").unique().height
     for run in ("local", "ray"):
