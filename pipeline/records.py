@@ -175,8 +175,9 @@ def conform_shard_batch(batch: pa.RecordBatch) -> pa.RecordBatch:
 def dedup_key(domain: str, canonical: str) -> str:
     """Exact-dedup key: the domain plus a hash of the record's canonical form.
 
-    Canonical forms (written by each source): protein -> chain sequences joined by '/'; molecule ->
-    InChIKey (standardized canonical SMILES where InChI has none); pocket/complex -> sequences, ligand
+    Canonical forms (written by each source): protein -> chain sequences joined by '/'; molecule -> its
+    canonical isomeric SMILES (the record's text; InChIKey with ``molecule_key=inchikey``, see
+    ``pipeline.sources.smiles.MoleculeKey``); pocket/complex -> sequences, ligand
     InChIKey and pocket positions; reaction -> canonical unmapped 'reactants>>products'.
     Crystals use ``material_group_key`` instead, because their duplicates need a StructureMatcher.
     """

@@ -67,7 +67,7 @@ class ChemblFormat(StrEnum):
 class ChemblConfig:
     format: ChemblFormat | None = None  # None: detected from the file's first bytes
     standardize: bool = True  # ChEMBL Structure Pipeline: ~5x the conversion cost without it
-    molecule_key: MoleculeKey = MoleculeKey.INCHIKEY
+    molecule_key: MoleculeKey = MoleculeKey.CANONICAL_SMILES  # as the smiles source: keys meet across sources
     storage_options: dict[str, Any] | None = field(default=None, hash=False)
 
     def __post_init__(self) -> None:
