@@ -8,18 +8,27 @@ environment (``AWS_ENDPOINT_URL``, credentials) or from ``storage_options``.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import os
+import shutil
 import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import BinaryIO, TextIO
+from pathlib import Path
+from typing import Any, BinaryIO, TextIO
 
 import fsspec
 from fsspec.core import url_to_fs
 
 GZIP_MAGIC = b"\x1f\x8b"
 GLOB_CHARS = frozenset("*?[")
+CACHE_ENV = "LOGOS_CACHE"  # where local copies of remote files are kept (default ~/.cache/logos)
+
+
+# s3fs's option names -> the object_store names that delta-rs and polars' cloud readers take.
+_OBJECT_STORE_S3_OPTIONS = {"key": "AWS_ACCESS_KEY_ID", "secret": "AWS_SECRET_ACCESS_KEY", "token": "AWS_SESSION_TOKEN",
+                            "profile": "AWS_PROFILE", "endpoint_url": "AWS_ENDPOINT_URL", "region_name": "AWS_REGION"}
 
 
 class CorruptInput(OSError):
@@ -139,3 +148,101 @@ class _Utf8Errors:
             return self.inner.read()
         except UnicodeDecodeError as exc:
             raise CorruptInput("not_utf8", f"not UTF-8 text ({exc.reason})") from exc
+
+
+def is_remote(uri: str) -> bool:
+    """Whether ``uri`` names object storage (or any non-local fsspec filesystem)."""
+    protocol = uri.split("://", 1)[0] if "://" in uri else ""
+    return protocol not in ("", "file", "local")
+
+
+def join_uri(root: str, *parts: str) -> str:
+    """``root/part/...`` for a local path or a URI (``Path`` would turn ``s3://b`` into ``s3:/b``)."""
+    return "/".join([str(root).rstrip("/"), *(p.strip("/") for p in parts if p)])
+
+
+def is_dir(uri: str, storage_options: dict | None = None) -> bool:
+    fs, path = url_to_fs(uri, **(storage_options or {}))
+    return fs.isdir(path)
+
+
+def is_file(uri: str, storage_options: dict | None = None) -> bool:
+    fs, path = url_to_fs(uri, **(storage_options or {}))
+    return fs.isfile(path)
+
+
+def write_text(uri: str, text: str, storage_options: dict | None = None) -> None:
+    """Write a small file whole: a local file through a temporary name renamed into place, an object in one PUT."""
+    fs, path = url_to_fs(uri, **(storage_options or {}))
+    if is_remote(uri):
+        fs.pipe_file(path, text.encode())
+        return
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    temporary = final.with_name(f".{final.name}.{os.getpid()}.tmp")
+    temporary.write_text(text)
+    os.replace(temporary, final)
+
+
+def uri_sha256(uri: str, storage_options: dict | None = None) -> str:
+    """``sha256:<hex>`` of a file's bytes as stored (no decompression), read through fsspec."""
+    digest = hashlib.sha256()
+    fs, path = url_to_fs(uri, **(storage_options or {}))
+    with fs.open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return "sha256:" + digest.hexdigest()
+
+
+def parquet_column_names(uri: str, storage_options: dict | None = None) -> list[str]:
+    """The column names of a Parquet file (its footer only), local or remote."""
+    import pyarrow.parquet as pq
+
+    fs, path = url_to_fs(uri, **(storage_options or {}))
+    with fs.open(path, "rb") as handle:
+        return pq.read_schema(handle).names
+
+
+def object_store_options(uri: str, storage_options: dict | None = None) -> dict[str, str] | None:
+    """fsspec ``storage_options`` for ``uri`` as the Rust object_store readers (delta-rs, polars) name them;
+    None for a local path. What is not given comes from the environment (``AWS_*``, a named profile); a
+    plain-http endpoint (moto, a local MinIO) must be allowed explicitly."""
+    if not is_remote(uri):
+        return None
+    given = storage_options or {}
+    flat: dict[str, Any] = {**given, **(given.get("client_kwargs") or {})}
+    names = _OBJECT_STORE_S3_OPTIONS
+    options = {names[k]: v for k, v in flat.items() if k in names and isinstance(v, str)}
+    endpoint = options.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get(
+        "AWS_ENDPOINT_URL", "")
+    if endpoint.startswith("http://"):
+        options["AWS_ALLOW_HTTP"] = "true"
+    return options
+
+
+def local_copy(uri: str, storage_options: dict | None = None, cache_key: str | None = None) -> Path:
+    """A local path holding the file or folder ``uri``: itself when local; for a remote one a copy under
+    ``$LOGOS_CACHE`` (default ``~/.cache/logos``), fetched once per ``cache_key`` (default: the URI). Use it
+    for what must be read from a local disk (SQLite, a tokenizer folder, Megatron's .bin/.idx)."""
+    if not is_remote(uri):
+        return Path(url_to_fs(uri)[1])
+    key = hashlib.sha256((cache_key or uri).encode()).hexdigest()[:24]
+    cache = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "logos") / "copies"
+    target = cache / key / uri.rstrip("/").rsplit("/", 1)[-1]
+    done = cache / key / ".complete"
+    if done.is_file():
+        return target
+    fs, path = url_to_fs(uri, **(storage_options or {}))
+    if not fs.exists(path):
+        raise FileNotFoundError(f"not found: {uri}")
+    partial = cache / f".{key}.{os.getpid()}.part"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    if fs.isdir(path):
+        fs.get(path.rstrip("/") + "/", str(partial / target.name) + "/", recursive=True)
+    else:
+        fs.get(path, str(partial / target.name))
+    (partial / ".complete").touch()
+    shutil.rmtree(cache / key, ignore_errors=True)
+    os.replace(partial, cache / key)
+    return target

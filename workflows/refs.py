@@ -35,7 +35,9 @@ class ShardsRef:
     records: int = 0
 
     def is_valid(self) -> bool:
-        return (Path(self.uri) / "summary.json").is_file()
+        from pipeline.io import is_file, join_uri
+
+        return is_file(join_uri(self.uri, "summary.json"))
 
 
 @dataclass(frozen=True)
@@ -53,10 +55,16 @@ class DatasetRef:
         return f"{self.name}@{self.version}"
 
     def is_valid(self) -> bool:
-        return (Path(self.store_root) / self.name / "manifests" / f"{self.version}.json").is_file()
+        from pipeline.versions import DatasetStore
+
+        return DatasetStore(self.store_root).find(self.name, self.version) is not None
 
     def blend_path(self) -> Path:
-        return Path(self.store_root) / self.outputs["blend"]
+        """The blend as a local file (with its .bin/.idx beside it: fetched once from a remote store)."""
+        from pipeline.versions import DatasetStore
+
+        folder, _, name = self.outputs["blend"].rpartition("/")
+        return DatasetStore(self.store_root).local_copy(folder) / name
 
 
 @dataclass(frozen=True)

@@ -2,16 +2,27 @@
 
 Nothing here changes a stage's result, so the DAG's cache ignores it (a new run id must not
 invalidate finished stages).
+
+``home`` is a local folder or any fsspec URI (``s3://bucket/prefix``; endpoint and credentials from the
+environment or a named profile, never from the workflow file). What every process of a run must reach
+lives under it (``uri``): ingest shards, the dataset store, the run's executed-stage markers. What is only
+read on this machine (the DAG's result cache, run records, the built tokenizer, training runs, models,
+evaluations, reports) lives under ``path``: the home itself when it is local, else ``local_home``, a
+folder under ``$LOGOS_CACHE`` (default ``~/.cache/logos``) named by the home's URI.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fsspec.core import url_to_fs
+
+from pipeline.io import CACHE_ENV, is_file, is_remote, join_uri, write_text
 from pipeline.versions import DatasetStore
 
 
@@ -39,13 +50,23 @@ class Workspace:
     tokenizer_engine: str = "python"
     dry_run: bool = False
     fail_stage: str | None = None
+    local_home: str = ""  # where this machine's own outputs go; set from ``home`` when not given
+
+    def __post_init__(self) -> None:
+        if not self.local_home:
+            object.__setattr__(self, "local_home", default_local_home(self.home))
 
     @property
     def store(self) -> DatasetStore:
-        return DatasetStore(Path(self.home) / "datasets")
+        return DatasetStore(self.uri("datasets"))
+
+    def uri(self, *parts: str) -> str:
+        """A location under ``home`` (a local path or a URI): what every process of the run reads."""
+        return join_uri(self.home, *parts)
 
     def path(self, *parts: str) -> Path:
-        return Path(self.home).joinpath(*parts)
+        """A local folder for what only this machine reads (``home`` itself when it is local)."""
+        return Path(self.local_home).joinpath(*parts)
 
     def lineage(self, stage: str) -> dict[str, Any]:
         return {"run_id": self.run_id, "workflow": self.workflow, "config_sha256": self.config_sha256, "stage": stage}
@@ -55,13 +76,23 @@ class Workspace:
         every process of the run can reach, also Ray workers on other nodes of a shared filesystem."""
         if self.fail_stage == stage and not self.dry_run:
             raise InjectedFailure(f"injected failure in stage {stage!r} (LOGOS_FAIL_STAGE)")
-        marker = self.path("runs", self.run_id, "executed", stage)
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.touch()
+        write_text(self.uri("runs", self.run_id, "executed", stage), "")
 
     def executed(self) -> list[str]:
-        folder = self.path("runs", self.run_id, "executed")
-        return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+        fs, folder = url_to_fs(self.uri("runs", self.run_id, "executed"))
+        return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in fs.glob(folder + "/*")) if fs.isdir(folder) else []
+
+    def has(self, *parts: str) -> bool:
+        """Whether the file ``home/parts...`` exists (a finished output's marker, e.g. an ingest summary)."""
+        return is_file(self.uri(*parts))
+
+
+def default_local_home(home: str) -> str:
+    """``home`` when it is local; for a remote home a local folder named by its URI."""
+    if not is_remote(home):
+        return home
+    cache = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "logos")
+    return str(cache / "homes" / hashlib.sha256(home.rstrip("/").encode()).hexdigest()[:16])
 
 
 def content_address(*parts: Any) -> str:
