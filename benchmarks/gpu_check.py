@@ -77,16 +77,17 @@ def build_config(run_dir: Path, blend: Path, overrides: list[str]):
 
 # --- synthetic data -----------------------------------------------------------------------------------
 
-def write_synthetic_blend(out: Path, tokens: int, seed: int = 0) -> Path:
+def write_synthetic_blend(out: Path, tokens: int, seed: int = 0, tokenizer_dir: Path | None = None) -> Path:
     """A one-domain blend of ``tokens`` synthetic token ids (see the module docstring), with the grammar
-    tokenizer (``grammar.tokenizer`` needs only ``tokenizers``)."""
+    tokenizer: loaded from ``tokenizer_dir`` (a saved tokenizer: loading needs only ``tokenizers``), else
+    built, which needs RDKit and pymatgen for the vocabulary (a GPU box usually has neither)."""
     import numpy as np
     import torch
     from megatron.core.datasets.indexed_dataset import IndexedDatasetBuilder
 
-    from grammar.tokenizer import default_tokenizer
+    from grammar.tokenizer import default_tokenizer, load_tokenizer
 
-    tokenizer = default_tokenizer()
+    tokenizer = load_tokenizer(tokenizer_dir) if tokenizer_dir else default_tokenizer()
     tokenizer.save(out / "tokenizer")
     rng = np.random.default_rng(seed)
     vocab, eod = tokenizer.vocab_size, tokenizer.eod_id
@@ -253,6 +254,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=5, help="steps left out of the medians")
     parser.add_argument("--tokens", type=int, default=4_000_000, help="synthetic training tokens to write")
     parser.add_argument("--work", type=Path, help="working directory (default: a temporary one)")
+    parser.add_argument("--tokenizer", type=Path,
+                        help="a saved grammar tokenizer (`logos grammar vocab --out DIR` on any machine with "
+                             "the chemistry stack; default: build it here, which needs RDKit and pymatgen)")
     parser.add_argument("--phases", default="throughput,resume,hf_roundtrip",
                         help="comma-separated subset of throughput, resume, hf_roundtrip")
     parser.add_argument("--dry-run", action="store_true", help="validate the configs and print the plan")
@@ -288,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
             results["megatron_core"] = None
         te, why = transformer_engine_available()
         results["transformer_engine"] = True if te else why
-        blend = write_synthetic_blend(work / "blend", args.tokens)
+        blend = write_synthetic_blend(work / "blend", args.tokens, tokenizer_dir=args.tokenizer)
         phases = [(f"throughput_{impl}", lambda impl=impl: throughput(work, blend, impl, args.steps, args.warmup))
                   for impl in (["transformer_engine", "sdpa"] if te else ["sdpa"])]
         phases += [("resume", lambda: resume_check(work, blend, RESUME_GPU)),

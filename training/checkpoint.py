@@ -250,7 +250,12 @@ def load_checkpoint(ref: CheckpointRef, model: Any, optimizer: Any | None = None
     lacking = sorted(k for k in lacking if not _is_extra_state(k))
     if lacking:
         raise CheckpointError(f"{ref.path} lacks {len(lacking)} tensor(s) this model needs, e.g. {lacking[:3]}")
-    result = model.load_state_dict(state["model"], strict=False)
+    # Into the innermost module: megatron's wrappers (Float16Module for bf16, DDP) delegate to it with the
+    # same keys, but Float16Module returns None instead of the missing/unexpected keys.
+    inner = model
+    while isinstance(getattr(inner, "module", None), torch.nn.Module):
+        inner = inner.module
+    result = inner.load_state_dict(state["model"], strict=False)
     wrong = [k for k in (*result.missing_keys, *result.unexpected_keys) if not _is_extra_state(k)]
     if wrong:
         raise CheckpointError(f"{ref.path}: model keys do not match: {wrong[:5]}")

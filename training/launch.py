@@ -11,6 +11,7 @@ launcher itself is killed, each rank notices and ends its own process group.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import os
 import sys
@@ -111,6 +112,9 @@ def launch_local(config: TrainConfig) -> None:
     check_local_devices(config, cuda, torch.cuda.device_count() if cuda else 0)
     config_path = write_run_config(config)
     launch_id = str(uuid.uuid4())
+    # ``shutdown_timeout`` (seconds the agent waits for ranks after a failure) is newer than torch 2.11,
+    # which GPU images still carry; older versions keep their default.
+    newer = {"shutdown_timeout": 5} if "shutdown_timeout" in inspect.signature(LaunchConfig).parameters else {}
     launch = LaunchConfig(
         min_nodes=1,
         max_nodes=1,
@@ -124,7 +128,7 @@ def launch_local(config: TrainConfig) -> None:
         # from metrics.jsonl: training.progress).
         logs_specs=DefaultLogsSpecs(log_dir=str(Path(config.run_dir) / "logs"), redirects=Std.ALL,
                                     tee=Std.ALL if verbose() else Std.NONE),
-        shutdown_timeout=5,
+        **newer,
     )
     # Ranks inherit both: the launcher pid to end themselves if this process disappears (see
     # rank._die_with_launcher), the launch id so that the sweep below finds all they started.
