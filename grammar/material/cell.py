@@ -60,6 +60,16 @@ def element_order(symbol: str) -> tuple[float, str]:
     return (x if math.isfinite(x) else math.inf, symbol)
 
 
+@cache
+def element_symbol(z: int) -> str:
+    return Element.from_Z(z).symbol
+
+
+@cache
+def atomic_number(symbol: str) -> int:
+    return Element(symbol).Z
+
+
 @dataclass(frozen=True, slots=True)
 class Orbit:
     element: str
@@ -108,12 +118,32 @@ def quantize(standard: StandardCell) -> SymmetricCell:
             raise OrbitError(
                 i, f"no grid point near {orbit.fraction} keeps Wyckoff multiplicity {orbit.multiplicity}"
             )
-        symbol = Element.from_Z(orbit.atomic_number).symbol
+        symbol = element_symbol(orbit.atomic_number)
         orbits.append(Orbit(symbol, orbit.multiplicity, orbit.letter, tuple(int(k) for k in point)))
     return SymmetricCell(standard.number, tuple(free), tuple(sorted(orbits, key=Orbit.sort_key)))
 
 
-def expand(cell: SymmetricCell) -> tuple[Structure, list[int]]:
+@dataclass(frozen=True, slots=True)
+class ExpandedCell:
+    """The conventional cell of a ``SymmetricCell`` as arrays: what spglib reads, without a pymatgen ``Structure``.
+
+    Writing standardizes each visited cell's expansion once more (``crystal._stable_cell``) but needs a
+    ``Structure`` only for the cell it writes (its contacts), so the arrays come first.
+    """
+
+    lattice: Lattice
+    species: list[str]
+    fractions: np.ndarray  # (n, 3), exact multiples of 1/GRID
+    representatives: list[int]  # per orbit, the index of its representative site
+
+    def spglib_cell(self) -> tuple[np.ndarray, np.ndarray, list[int]]:
+        return self.lattice.matrix, self.fractions, [atomic_number(el) for el in self.species]
+
+    def structure(self) -> Structure:
+        return Structure(self.lattice, self.species, self.fractions)
+
+
+def expand_cell(cell: SymmetricCell) -> ExpandedCell:
     """The conventional cell and, per orbit, the index of its representative site in it."""
     operations = space_group_operations(cell.number)
     species: list[str] = []
@@ -136,7 +166,13 @@ def expand(cell: SymmetricCell) -> tuple[Structure, list[int]]:
         species += [orbit.element] * len(points)
         blocks.append(points)
     lattice = Lattice.from_parameters(*full_parameters(cell.number, cell.free_parameters))
-    return Structure(lattice, species, np.concatenate(blocks) / GRID), representatives
+    return ExpandedCell(lattice, species, np.concatenate(blocks) / GRID, representatives)
+
+
+def expand(cell: SymmetricCell) -> tuple[Structure, list[int]]:
+    """The conventional cell as a ``Structure`` and, per orbit, the index of its representative site in it."""
+    expanded = expand_cell(cell)
+    return expanded.structure(), expanded.representatives
 
 
 def reduce_counts(counts: Counter[str]) -> dict[str, int]:
@@ -145,8 +181,13 @@ def reduce_counts(counts: Counter[str]) -> dict[str, int]:
     return {el: round(reduced[el]) for el in sorted(counts, key=element_order)}
 
 
-def reduced_composition(cell: SymmetricCell) -> dict[str, int]:
+def cell_counts(cell: SymmetricCell) -> Counter[str]:
+    """Atoms per element in the conventional cell."""
     counts: Counter[str] = Counter()
     for orbit in cell.orbits:
         counts[orbit.element] += orbit.multiplicity
-    return reduce_counts(counts)
+    return counts
+
+
+def reduced_composition(cell: SymmetricCell) -> dict[str, int]:
+    return reduce_counts(cell_counts(cell))

@@ -22,17 +22,20 @@ from pymatgen.core import Element, Lattice, Species, Structure
 
 from grammar.errors import DisorderedStructure, InvalidStructure
 from grammar.material.cell import (
+    ExpandedCell,
     OrbitError,
     SymmetricCell,
+    cell_counts,
     element_order,
     expand,
+    expand_cell,
     quantize,
     reduce_counts,
     reduced_composition,
 )
 from grammar.material.contacts import Contact, reproduced_fraction, site_contacts
 from grammar.material.crystal_text import ParsedCrystal, format_crystal, read_crystal
-from grammar.material.symmetry import standardize
+from grammar.material.symmetry import standardize, standardize_cell
 from grammar.material.tokens import ANGLE_BINS, CONTACT_BINS, LENGTH_BINS, MAX_COUNT
 from grammar.molecule import element_symbols
 
@@ -142,21 +145,32 @@ def _stable_cell(
     """
     cell = quantize(standardize(structure, config.symprecs, config.angle_tolerance))
     visited: list[SymmetricCell] = []
-    expansions: dict[SymmetricCell, tuple[Structure, list[int]]] = {}  # each cell expanded once
+    expansions: dict[SymmetricCell, ExpandedCell] = {}  # each cell expanded once
     while cell not in visited:
         if len(visited) == MAX_REFINEMENTS:
             raise InvalidStructure(f"symmetric description did not settle in {MAX_REFINEMENTS} re-standardizings")
         visited.append(cell)
-        expansions[cell] = expand(cell)
-        cell = quantize(standardize(expansions[cell][0], config.symprecs, config.angle_tolerance))
+        expanded = expansions[cell] = expand_cell(cell)
+        # spglib reads the expansion's arrays; a Structure is built only for the cell written (its contacts)
+        cell = quantize(standardize_cell(expanded.spglib_cell(), config.symprecs, config.angle_tolerance,
+                                         expanded.structure))
     best = min(visited[visited.index(cell):], key=_cell_key)
-    return best, *expansions[best]
+    return best, expansions[best].structure(), expansions[best].representatives
 
 
 def _contacts(structure: Structure, indices: list[int], config: CrystalGrammarConfig) -> list[tuple[Contact, ...]]:
     return site_contacts(
         structure, indices, tolerance=config.contact_tolerance, cutoff=config.contact_cutoff, order=element_order
     )
+
+
+def _proportional(a: Counter[str], b: Counter[str]) -> bool:
+    """Same elements in the same ratios: exactly when pymatgen reduces both to the same composition
+    (``reduce_counts`` divides integer counts by their gcd, or half of it for a special formula like K2O2,
+    so the reduced composition is a one-to-one function of the counts' ratios), without building two
+    ``Composition`` objects per crystal."""
+    total_a, total_b = sum(a.values()), sum(b.values())
+    return a.keys() == b.keys() and all(a[el] * total_b == b[el] * total_a for el in a)
 
 
 def write_crystal(crystal: Crystal, config: CrystalGrammarConfig = DEFAULT_CRYSTAL_CONFIG) -> str:
@@ -166,9 +180,11 @@ def write_crystal(crystal: Crystal, config: CrystalGrammarConfig = DEFAULT_CRYST
     except (OrbitError, InvalidStructure) as exc:
         raise InvalidStructure(f"{where}{exc}") from exc
     composition = reduced_composition(cell)
-    source = reduce_counts(Counter(_element(i, s.specie, where) for i, s in enumerate(crystal.structure)))
-    if composition != source:  # spglib or the grid changed the atoms: never write such a text
-        raise InvalidStructure(f"{where}standardized cell has composition {composition}, the input {source}")
+    source = Counter(_element(i, s.specie, where) for i, s in enumerate(crystal.structure))
+    if not _proportional(cell_counts(cell), source):  # spglib or the grid changed the atoms: never write such a text
+        raise InvalidStructure(
+            f"{where}standardized cell has composition {composition}, the input {reduce_counts(source)}"
+        )
     if max(composition.values()) > MAX_COUNT:
         raise InvalidStructure(f"{where}reduced formula {composition} has a count above <n{MAX_COUNT}>")
     contacts = _contacts(structure, representatives, config)

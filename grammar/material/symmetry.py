@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -98,10 +99,16 @@ class StandardCell:
     fractions: np.ndarray
 
 
-def _dataset(structure: Structure, symprec: float, angle_tolerance: float):
+SpglibCell = tuple[np.ndarray, np.ndarray, list[int]]  # lattice rows, fractional coordinates, atomic numbers
+
+
+def spglib_cell(structure: Structure) -> SpglibCell:
     # The cell carries atomic numbers only: the grammar writes neither oxidation states nor magnetic
     # moments, so they must not split orbits (SpacegroupAnalyzer would pass magmoms on to spglib).
-    cell = (structure.lattice.matrix, structure.frac_coords, [site.specie.Z for site in structure])
+    return structure.lattice.matrix, structure.frac_coords, [site.specie.Z for site in structure]
+
+
+def _dataset(cell: SpglibCell, symprec: float, angle_tolerance: float):
     with warnings.catch_warnings():
         # spglib 2.x warns on every call that failures will raise in future; both behaviours are handled.
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -139,11 +146,19 @@ def _p1_cell(structure: Structure) -> StandardCell:
 
 def standardize(structure: Structure, symprecs: tuple[float, ...], angle_tolerance: float) -> StandardCell:
     """The conventional standardized cell at the first precision spglib succeeds with, else P1."""
+    return standardize_cell(spglib_cell(structure), symprecs, angle_tolerance, lambda: structure)
+
+
+def standardize_cell(
+    cell: SpglibCell, symprecs: tuple[float, ...], angle_tolerance: float, structure: Callable[[], Structure]
+) -> StandardCell:
+    """``standardize`` of a cell given as spglib's arrays; ``structure`` builds it as a ``Structure`` for
+    the P1 fallback only (writing re-standardizes expanded cells, which never need one otherwise)."""
     for symprec in symprecs:
-        dataset = _dataset(structure, symprec, angle_tolerance)
+        dataset = _dataset(cell, symprec, angle_tolerance)
         if dataset is not None and dataset.hall_number == default_hall_numbers()[dataset.number]:
             return _from_dataset(dataset, symprec)
-    return _p1_cell(structure)
+    return _p1_cell(structure())
 
 
 def grid_representative(orbit: FloatOrbit, operations: Operations, lattice: np.ndarray) -> np.ndarray | None:
