@@ -43,6 +43,32 @@ def test_dry_run_validates_the_configs_and_prints_the_plan(tmp_path):
     assert not (tmp_path / "work" / "gpu_check.json").exists()
 
 
+def test_synthetic_blend_from_a_saved_tokenizer_needs_no_chemistry_stack(tmp_path):
+    """A GPU box has PyTorch and transformers but not RDKit or pymatgen, which building the vocabulary
+    needs (it did fail there, on an H200): ``--tokenizer`` loads one saved elsewhere, with only ``tokenizers``."""
+    from grammar.tokenizer import default_tokenizer
+
+    saved = default_tokenizer().save(tmp_path / "tokenizer")
+    script = (
+        "import sys, importlib.abc, json\n"
+        f"BLOCKED = set({FORBIDDEN!r})\n"
+        "class Block(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        "        if name.split('.')[0] in BLOCKED:\n"
+        "            raise ImportError(f'{name} is not on the GPU box')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "sys.path.insert(0, 'benchmarks')\n"
+        "from pathlib import Path\n"
+        "import gpu_check\n"
+        "blend = gpu_check.write_synthetic_blend(Path(sys.argv[1]), 30_000, tokenizer_dir=Path(sys.argv[2]))\n"
+        "print(json.loads(blend.read_text())['tokenizer']['content_hash'])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script, str(tmp_path / "blend"), str(saved)], cwd=REPO,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip().splitlines()[-1] == default_tokenizer().content_hash
+
+
 def test_dry_run_rejects_bad_arguments():
     out = subprocess.run([sys.executable, "benchmarks/gpu_check.py", "--dry-run", "--steps", "3"], cwd=REPO,
                          capture_output=True, text=True, timeout=120)
