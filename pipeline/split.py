@@ -40,7 +40,7 @@ import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import polars as pl
@@ -69,7 +69,7 @@ class SplitError(ValueError):
 
 @dataclass(frozen=True)
 class ProteinClusterConfig:
-    method: str = "auto"  # "auto": mmseqs when the binary is on PATH, else "minhash"
+    method: Literal["auto", "mmseqs", "minhash"] = "auto"  # "auto": mmseqs when the binary is on PATH, else "minhash"
     min_seq_id: float = 0.3  # MMseqs2 --min-seq-id
     coverage: float = 0.8  # MMseqs2 -c
     threads: int = 2
@@ -162,33 +162,132 @@ def read_exclusions(lines: Iterable[str]) -> list[str]:
     return [s for s in (line.strip() for line in lines) if s and not s.startswith("#")]
 
 
-def assign_splits(config: SplitConfig, records: pl.DataFrame | pa.Table, exclude: Sequence[str] = ()) -> SplitResult:
+def assign_splits(
+    config: SplitConfig, records: pl.DataFrame | pa.Table, exclude: Sequence[str] = (), workers: int | None = None,
+    partition_rows: int = 250_000,
+) -> SplitResult:
+    """Each record's group and split, and the train records decontamination removes.
+
+    Partitions of ``partition_rows`` consecutive rows are handled independently (``partition_groups``:
+    group keys from the columns or the text, each group's hash split, each group's first year for the time
+    split), in this process (``workers=None``) or as plain Ray tasks (``workers=N`` CPUs); a split depends
+    on the group key alone, so partitions need no exchange. What needs every partition stays here: protein
+    clusters (MMseqs2 or MinHash over the distinct chains, one node), the time split's first year per
+    group (a min over the partitions' per-group minima) and the exclusions. Plain tasks rather than Ray
+    Data: each partition is one call returning a few columns, merged in order; nothing to pipeline.
+    """
     frame = as_frame(records)
-    fixed, chain_rows, chain_lists, text_rows = group_sources(frame)
-    fallback = pl.when(pl.col("dedup_key") == "").then(pl.col("content_id")).otherwise(pl.col("dedup_key"))
-    columns = frame[text_rows].select("content_id", "source", "source_id", "task", "text", fallback=fallback)
-    if columns.height:
-        arrow = columns.to_arrow()
-        raw = ray_record_groups(arrow, config.batch_rows) if config.use_ray else record_groups(arrow)
-    else:
-        raw = []
-    raw += chain_lists
     excluded_raw = []
     for n, line in enumerate(exclude, 1):
         try:
             excluded_raw.append(exclusion_group(line))
         except GrammarError as exc:
             raise SplitError(f"exclusion entry {n} {line[:80]!r}: {exc}") from exc
-    groups, method = resolve_protein_groups(raw + excluded_raw, config.proteins)
-    derived, excluded_groups = groups[: len(raw)], set(groups[len(raw) :])
+    parts = list(computed_groups(config, frame, workers, partition_rows))
+    group = pl.concat([p.group for p in parts]) if parts else pl.Series("group", [], pl.String)
+    split = pl.concat([p.split for p in parts]) if parts else pl.Series("split", [], pl.String)
+    offsets = np.cumsum([0] + [len(p.group) for p in parts])
+    chain_rows = np.concatenate([p.chain_rows + o for p, o in zip(parts, offsets, strict=False)] or [[]])
+    chain_lists = [chains for p in parts for chains in p.chain_lists]
+    groups, method = resolve_protein_groups(chain_lists + excluded_raw, config.proteins)
+    derived, excluded_groups = groups[: len(chain_lists)], set(groups[len(chain_lists) :])
     excluded_keys = {g.removeprefix("dedup-key:") for g in excluded_groups if g.startswith("dedup-key:")}
-    positions = pl.Series(np.concatenate([text_rows, chain_rows]), dtype=pl.UInt32)
-    group = fixed.scatter(positions, pl.Series(derived, dtype=pl.String)) if len(positions) else fixed
-    frame = frame.with_columns(group=group)
+    if len(chain_rows):
+        positions = pl.Series(chain_rows, dtype=pl.UInt32)
+        group = group.scatter(positions, pl.Series(derived, dtype=pl.String))
+        split = split.scatter(positions, pl.Series([hash_split(g, config) for g in derived], dtype=pl.String))
+    frame = frame.with_columns(group=group.alias("group"), split=split.alias("split"))
+    if config.time_split is not None and parts:
+        cluster_years = pl.DataFrame({"group": pl.Series(derived, dtype=pl.String),
+                                      "year": pl.concat([p.chain_years for p in parts])})
+        years = pl.concat([*(p.first_years for p in parts), cluster_years.drop_nulls("year")])
+        frame = with_time_split(frame, years.group_by("group").agg(pl.col("year").min()), config.time_split)
     excluded_groups |= set(frame.filter(pl.col("dedup_key").is_in(list(excluded_keys)))["group"].to_list())
-    frame = frame.with_columns(split=choose_splits(frame, config))
     removed = pl.col("group").is_in(list(excluded_groups)) & (pl.col("split") == "train")
     return SplitResult(frame.filter(~removed), frame.filter(removed), method)
+
+
+@dataclass
+class PartitionGroups:
+    """What one partition decides alone (``partition_groups``)."""
+
+    group: pl.Series  # each row's group key; "" where it comes from protein clusters
+    split: pl.Series  # the group's hash split; null where the group is a protein cluster's
+    chain_rows: np.ndarray  # rows (in the partition) whose group is the cluster of their chains
+    chain_lists: list[list[str]]  # their chains, in chain_rows order
+    first_years: pl.DataFrame  # (group, year): a keyed group's first year in the time split's domains
+    chain_years: pl.Series  # the year of each chain row (in the time split's domains), else null
+
+
+def with_time_split(frame: pl.DataFrame, first_years: pl.DataFrame, time_split: TimeSplit) -> pl.DataFrame:
+    """A group with a first year (in the time split's domains) goes by it: valid from ``valid_from``, test
+    from ``test_from``; the others keep their hash split."""
+    index = (pl.col("year") >= time_split.valid_from).cast(pl.Int32) + (pl.col("year") >= time_split.test_from).cast(
+        pl.Int32)
+    by_year = first_years.select("group", by_year=index.replace_strict([0, 1, 2], list(SPLITS), return_dtype=pl.String))
+    joined = frame.join(by_year, on="group", how="left", maintain_order="left")
+    return joined.with_columns(split=pl.coalesce("by_year", "split")).drop("by_year")
+
+
+def partition_columns(frame: pl.DataFrame, config: SplitConfig) -> pl.DataFrame:
+    """The columns a partition reads; text only where no ``split_group`` was written at ingest."""
+    names = ["content_id", "source", "source_id", "task", "domain", "dedup_key", "text"]
+    names += [c for c in ("split_group", "chain_sequences") if c in frame.columns]
+    if config.time_split is not None:
+        names.append("metadata")
+    unset = pl.col("split_group").fill_null("") == "" if "split_group" in frame.columns else pl.lit(True)
+    return frame.select(names).with_columns(text=pl.when(unset).then(pl.col("text")).otherwise(pl.lit("")))
+
+
+def computed_groups(
+    config: SplitConfig, frame: pl.DataFrame, workers: int | None, partition_rows: int
+) -> Iterable[PartitionGroups]:
+    columns = partition_columns(frame, config)
+    parts = columns.iter_slices(partition_rows)
+    if workers is None:
+        yield from (partition_groups(config, part) for part in parts)
+        return
+    import ray
+
+    from pipeline.ray_runtime import ray_session
+
+    task_config = replace(config, use_ray=False)  # inside a task: its own rows, in its own process
+    with ray_session(num_cpus=workers):
+        task = ray.remote(num_cpus=1, max_retries=3)(partition_groups)
+        yield from ray.get([task.remote(task_config, part) for part in parts])
+
+
+def partition_groups(config: SplitConfig, part: pl.DataFrame) -> PartitionGroups:
+    """Group keys of one partition without clustering: from ``split_group``, else chains to cluster, else
+    the text (``record_group``); each group's hash split; each group's first year for the time split."""
+    fixed, chain_rows, chain_lists, text_rows = group_sources(part)
+    fallback = pl.when(pl.col("dedup_key") == "").then(pl.col("content_id")).otherwise(pl.col("dedup_key"))
+    columns = part[text_rows].select("content_id", "source", "source_id", "task", "text", fallback=fallback)
+    raw: list[str | list[str]] = []
+    if columns.height:
+        arrow = columns.to_arrow()
+        raw = ray_record_groups(arrow, config.batch_rows) if config.use_ray else record_groups(arrow)
+    keyed = [i for i, r in enumerate(raw) if isinstance(r, str)]
+    group = fixed
+    if keyed:
+        rows = pl.Series(text_rows[keyed], dtype=pl.UInt32)
+        group = group.scatter(rows, pl.Series([raw[i] for i in keyed], dtype=pl.String))
+    chained = [i for i, r in enumerate(raw) if isinstance(r, list)]
+    chain_rows = np.concatenate([text_rows[chained], chain_rows]).astype(np.int64)
+    chain_lists = [raw[i] for i in chained] + chain_lists
+    unique = group.unique().to_list()
+    by_group = pl.Series([hash_split(g, config) if g else None for g in unique], dtype=pl.String)
+    split = group.replace_strict(unique, by_group, return_dtype=pl.String).alias("split")
+    first_years = pl.DataFrame(schema={"group": pl.String, "year": pl.Int64})
+    chain_years = pl.Series("year", [None] * len(chain_rows), pl.Int64)
+    time_split = config.time_split
+    if time_split is not None:
+        year = pl.col("metadata").str.json_path_match(f"$.{time_split.field}").cast(pl.Int64, strict=False)
+        years = part.select(group=group, year=pl.when(pl.col("domain").is_in(time_split.domains)).then(year))
+        keyed_years = years.filter(pl.col("group") != "").drop_nulls("year")
+        first_years = keyed_years.group_by("group").agg(pl.col("year").min())
+        chain_years = years["year"].gather(chain_rows)  # their group is known only after clustering
+    return PartitionGroups(group.alias("group"), split, chain_rows, chain_lists, first_years, chain_years)
 
 
 def group_sources(frame: pl.DataFrame) -> tuple[pl.Series, np.ndarray, list[list[str]], np.ndarray]:
@@ -261,21 +360,6 @@ def resolve_protein_groups(raw: list[str | list[str]], config: ProteinClusterCon
     group_of_record, method = cluster_sequences(chain_lists, config)
     groups = iter(group_of_record)
     return [r if isinstance(r, str) else next(groups) for r in raw], method
-
-
-def choose_splits(frame: pl.DataFrame, config: SplitConfig) -> pl.Series:
-    """Each row's split: its group's hash split, or the time split's year rule; one hash per group."""
-    unique = frame["group"].unique()
-    by_group = {g: hash_split(g, config) for g in unique.to_list()}
-    time_split = config.time_split
-    if time_split is not None:
-        year = pl.col("metadata").str.json_path_match(f"$.{time_split.field}").cast(pl.Int64, strict=False)
-        years = frame.select("group", year=pl.when(pl.col("domain").is_in(time_split.domains)).then(year))
-        first_year = years.drop_nulls("year").group_by("group").agg(pl.col("year").min())
-        for group, year in first_year.iter_rows():
-            by_group[group] = SPLITS[(year >= time_split.valid_from) + (year >= time_split.test_from)]
-    splits = pl.Series([by_group[g] for g in unique.to_list()], dtype=pl.String)
-    return frame["group"].replace_strict(unique, splits, return_dtype=pl.String).alias("split")
 
 
 # --- Protein clusters ------------------------------------------------------------------------------

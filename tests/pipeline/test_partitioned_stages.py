@@ -23,7 +23,7 @@ from pipeline.dedup import ExactDedupConfig, StreamingConfig, exact_dedup, exact
 from pipeline.export_megatron import ExportConfig, export_megatron, megatron_dtype
 from pipeline.records import SHARD_SCHEMA
 from pipeline.sources import make_source
-from pipeline.split import ProteinClusterConfig, SplitConfig, assign_splits
+from pipeline.split import ProteinClusterConfig, SplitConfig, TimeSplit, assign_splits
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 CHEMREPS = DATA / "chembl" / "chembl_30_chemreps_100.txt"
@@ -113,6 +113,25 @@ def test_exact_dedup_on_ray_keeps_what_the_single_process_paths_keep(records, sh
     assert pl.read_parquet(ray.duplicates_file).equals(pl.read_parquet(local.duplicates_file))
     assert [pl.read_parquet(p).equals(pl.read_parquet(q)) for p, q in zip(ray.kept_files, local.kept_files,
                                                                           strict=True)] == [True] * len(shard_files)
+
+
+def test_split_on_ray_assigns_what_one_partition_in_process_assigns(records, on_ray):
+    """Groups from the columns (molecules, reactions), from the text (the same rows without the columns)
+    and from protein clusters; with the reactions' time split; partitions of 700 rows on Ray."""
+    deduped = exact_dedup(ExactDedupConfig(), records).kept
+    without_columns = deduped.filter(pl.col("domain") == "molecule").head(300).drop("split_group", "chain_sequences")
+    mixed = pl.concat([deduped, without_columns.with_columns(source=pl.lit("older-shards"))], how="diagonal")
+    config = SplitConfig(fractions=(0.7, 0.15, 0.15), proteins=ProteinClusterConfig(method="minhash"),
+                         time_split=TimeSplit(valid_from=2014, test_from=2015))
+    exclude = mixed.filter(pl.col("domain") == "molecule")["dedup_key"].head(20).to_list()
+    one = assign_splits(config, mixed, exclude)
+    many = assign_splits(config, mixed, exclude, workers=2, partition_rows=700)
+    assert many.protein_method == one.protein_method == "minhash"
+    assert many.records.equals(one.records) and many.excluded.equals(one.excluded)
+    assert one.excluded.height and set(one.records["split"]) == {"train", "valid", "test"}
+    assert one.records.filter(pl.col("source") == "older-shards")["group"].str.starts_with("scaffold:").any()
+    years = one.records.filter(pl.col("domain") == "reaction")["metadata"].str.json_path_match("$.year")
+    assert years.cast(pl.Int64, strict=False).is_between(2014, 2016).any()  # the time split decides some
 
 
 def test_export_in_process_and_on_ray_are_byte_identical_to_megatrons_builder(split_records, on_ray, tmp_path):
