@@ -100,10 +100,8 @@ def ingest_in_process(source_name: str, files: list[Path], out: Path, options: d
     """(items, records) through read -> convert -> tokenize -> Parquet, one process. The source object
     lives across calls, as it does in the engine's converter actors (its caches, e.g. the CCD, stay warm)."""
     from grammar.tokenizer import default_tokenizer
-    from pipeline.convert import convert_items
-    from pipeline.ingest import read_file_chunks, read_groups
-    from pipeline.records import SHARD_SCHEMA
-    from pipeline.shards import part_name, write_rows
+    from pipeline.ingest import convert_chunk, read_file_chunks, read_groups
+    from pipeline.shards import part_name
     from pipeline.sources import make_source
 
     key = f"{source_name}:{sorted((options or {}).items())}"
@@ -112,14 +110,16 @@ def ingest_in_process(source_name: str, files: list[Path], out: Path, options: d
     source = _SOURCES[key]
     tokenizer = default_tokenizer()
     items = records = 0
-    # The engine's own read plan (groups of files, chunks that span them), minus Ray.
+    for sub in ("records", "rejects"):
+        (out / source_name / sub).mkdir(parents=True, exist_ok=True)
+    # The engine's own read plan (groups of files, chunks that span them) and chunk step, minus Ray.
     for group in read_groups([str(f) for f in files]):
         batch = {"group_index": [group["group_index"]], "uris": [group["uris"]]}
         for row in read_file_chunks(batch, source_name, options or {}, getattr(source, "chunk_items", 1024)):
-            result = convert_items(source, tokenizer, pickle.loads(row["items"][0]))
             name = part_name(row["group_index"][0], row["chunk_index"][0])
-            write_rows(result.records, SHARD_SCHEMA, str(out / f"{source_name}-{name}"))
-            items, records = items + result.stats.items_read, records + result.stats.records
+            stats = convert_chunk(source, tokenizer, pickle.loads(row["items"][0]), "python", str(out / source_name),
+                                  name)
+            items, records = items + stats.items_read, records + stats.records
     return items, records
 
 
@@ -138,7 +138,7 @@ def domain_rows(tmp: Path, n_molecules: int) -> list[tuple[str, Callable[[], int
     with open(DATA / "uspto/USPTO_50K_sample.csv") as handle:
         reactions = [row["reactants>reagents>production"] for row in csv.DictReader(handle)]
     pdb_files = sorted((DATA / "pdb/mmcif").glob("*.cif"))
-    uniprot_fasta = DATA / "uniprot/uniprotkb_UP000000429_Hpylori26695_proteome_first1100.fasta"
+    uniprot_fasta = repeated_fasta(tmp)
     mof_cifs = [DATA / f"mp/mof/{name}.cif" for name in ("ABAVIJ_clean", "DALVIY_clean", "ZIF-8-RASPA", "qmof-fef756d")]
     with open(DATA / "mp/mp_20_sample.csv") as handle:
         cifs = [row["cif"] for row in csv.DictReader(handle)]
@@ -223,6 +223,20 @@ def domain_rows(tmp: Path, n_molecules: int) -> list[tuple[str, Callable[[], int
         ("mof", decomposed_mofs, lambda: ingest_in_process("mof", mof_cifs, out)),
         ("antibody (OAS pairs)", anarci_chains, lambda: ingest_in_process("antibody", [oas_file], out)),
     ]
+
+
+UNIPROT_COPIES = 20
+
+
+def repeated_fasta(tmp: Path, copies: int = UNIPROT_COPIES) -> Path:
+    """The bundled UniProtKB FASTA (1,100 H. pylori records, ~2 ms for Biopython) written ``copies`` times into one
+    file, so both sides run long enough to time and the source's 4,096-record chunks fill as in a real file."""
+    bundled = DATA / "uniprot/uniprotkb_UP000000429_Hpylori26695_proteome_first1100.fasta"
+    path = tmp / "uniprot_repeated.fasta"
+    path.write_text(bundled.read_text() * copies)
+    print(f"# input: protein seq (uniprot) = the bundled 1,100-record UniProtKB FASTA repeated {copies} times "
+          f"({1100 * copies:,} records)")
+    return path
 
 
 def oas_unit(tmp: Path, copies: int = 8) -> tuple[Path, list[str]]:

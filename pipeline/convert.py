@@ -4,6 +4,10 @@ Pure and Ray-free: the ingest engine runs it inside workers, `logos check` and t
 directly. Every item ends up either *written* (>= 1 record) or *rejected* (>= 1 reject row saying why);
 parts of a written item that failed (one ligand of an entry, a sample that did not tokenize) are
 recorded as *part rejects*. So ``read == written + rejected`` always holds.
+
+A ``SourceBlock`` in the chunk (many records of one file, from a source's ``read_blocks``) is converted by the
+source's ``convert_block`` in one call; its rows arrive as an Arrow batch (``ChunkResult.batches``) and its
+accounting counts its records, so the invariant holds per record either way (``pipeline.sources.base``).
 """
 
 from __future__ import annotations
@@ -12,8 +16,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+import pyarrow as pa
+
 from grammar.tokenizer import LogosTokenizer
-from pipeline.records import Reject, SourceItem, reject_row, shard_row
+from pipeline.records import SHARD_SCHEMA, Reject, SourceBlock, SourceItem, reject_row, shard_row
 from pipeline.sources.base import Source, reject_from
 
 
@@ -60,17 +66,26 @@ class ChunkStats:
 
 @dataclass
 class ChunkResult:
-    records: list[dict[str, Any]]
+    records: list[dict[str, Any]]  # rows made per record, after every row of ``batches``
     rejects: list[dict[str, Any]]
     stats: ChunkStats
+    batches: list[pa.RecordBatch] = field(default_factory=list)  # rows made per block (SHARD_SCHEMA), in order
+
+    def records_table(self) -> pa.Table | None:
+        """Every shard row of the chunk, in item order (None when there is none)."""
+        if not self.batches:
+            return pa.Table.from_pylist(self.records, schema=SHARD_SCHEMA) if self.records else None
+        rows = [pa.RecordBatch.from_pylist(self.records, schema=SHARD_SCHEMA)] if self.records else []
+        return pa.Table.from_batches([*self.batches, *rows], schema=SHARD_SCHEMA)
 
 
 def convert_items(
-    source: Source, tokenizer: LogosTokenizer, items: list[SourceItem | Reject], engine: str = "python"
+    source: Source, tokenizer: LogosTokenizer, items: list[SourceItem | SourceBlock | Reject], engine: str = "python"
 ) -> ChunkResult:
     records: list[dict[str, Any]] = []
     rejects: list[dict[str, Any]] = []
     stats = ChunkStats()
+    batches: list[pa.RecordBatch] = []
 
     def reject(r: Reject, *, whole_item: bool) -> None:
         rejects.append(reject_row(r))
@@ -79,6 +94,20 @@ def convert_items(
             stats.part_rejects += 1
 
     for item in items:
+        if isinstance(item, SourceBlock):
+            block = source.convert_block(item, tokenizer, engine)  # type: ignore[attr-defined]
+            counted = block.stats.items_written + block.stats.items_rejected
+            if block.stats.items_read != len(item) or counted != len(item):
+                raise AssertionError(f"{item.uri} {item.locator}: block accounting broken: {block.stats.as_dict()}")
+            if records:  # rows made per record so far go first: the part keeps the items' order
+                batches.append(pa.RecordBatch.from_pylist(records, schema=SHARD_SCHEMA))
+                records = []
+            batches += [b for b in block.batches if b.num_rows]
+            if block.records:
+                batches.append(pa.RecordBatch.from_pylist(block.records, schema=SHARD_SCHEMA))
+            rejects += block.rejects
+            stats += block.stats
+            continue
         stats.items_read += 1
         if isinstance(item, Reject):  # the reader could not produce this item at all
             stats.items_rejected += 1
@@ -114,4 +143,4 @@ def convert_items(
                 )
         for r in item_rejects:
             reject(r, whole_item=not written)
-    return ChunkResult(records, rejects, stats)
+    return ChunkResult(records, rejects, stats, batches)

@@ -30,9 +30,9 @@ from typing import Any
 
 from pipeline.convert import ChunkStats, convert_items
 from pipeline.io import expand_inputs
-from pipeline.records import REJECT_SCHEMA, SHARD_SCHEMA, Reject
+from pipeline.records import REJECT_SCHEMA, Reject, SourceBlock
 from pipeline.redact import redact
-from pipeline.shards import part_name, reset_dir, write_rows
+from pipeline.shards import part_name, reset_dir, write_rows, write_table
 from pipeline.sources import make_source, source_class
 from pipeline.sources.base import reason_code
 
@@ -84,20 +84,28 @@ def read_groups(files: list[str], files_per_read: int = FILES_PER_READ) -> list[
 
 
 def read_file_chunks(batch: dict, source: str, options: dict, chunk_items: int) -> Iterator[dict[str, list]]:
-    """Stream each group's files, in order, into chunks of at most ``chunk_items`` items (across files)."""
+    """Stream each group's files, in order, into chunks of at most ``chunk_items`` items (across files).
+
+    A source with a batch path (``read_blocks``, see ``pipeline.sources.base``) is read in blocks of records;
+    a block counts as its records, and a chunk that a block would overfill is closed first."""
     reader = make_source(source, options)
+    blocks = hasattr(reader, "read_blocks") and hasattr(reader, "convert_block")
     for group_index, uris in zip(batch["group_index"], batch["uris"], strict=True):
         chunk: list = []
-        chunk_index = 0
+        chunk_index = size = 0
         for uri in json.loads(uris):
             read, broken = 0, False
             try:
-                for item in reader.read(uri):
-                    chunk.append(item)
-                    read += 1
-                    if len(chunk) >= chunk_items:
+                for item in reader.read_blocks(uri, chunk_items) if blocks else reader.read(uri):
+                    records = len(item) if isinstance(item, SourceBlock) else 1
+                    if chunk and size + records > chunk_items:
                         yield _chunk_row(group_index, chunk_index, uri, chunk)
-                        chunk, chunk_index = [], chunk_index + 1
+                        chunk, chunk_index, size = [], chunk_index + 1, 0
+                    chunk.append(item)
+                    read, size = read + records, size + records
+                    if size >= chunk_items:
+                        yield _chunk_row(group_index, chunk_index, uri, chunk)
+                        chunk, chunk_index, size = [], chunk_index + 1, 0
             except Exception as exc:  # the rest of this file is unreadable: one reject stands for it
                 chunk.append(Reject(source, uri, f"after {read} items", "read", reason_code(exc), str(exc)))
                 broken = True
@@ -120,14 +128,23 @@ class ChunkConverter:
         summaries = []
         for group_index, chunk_index, payload in zip(batch["group_index"], batch["chunk_index"], batch["items"],
                                                      strict=True):
-            result = convert_items(self.source, self.tokenizer, pickle.loads(payload), self.engine)
-            name = part_name(group_index, chunk_index)
-            if result.records:
-                write_rows(result.records, SHARD_SCHEMA, f"{self.out}/records/{name}", self.storage_options)
-            if result.rejects:
-                write_rows(result.rejects, REJECT_SCHEMA, f"{self.out}/rejects/{name}", self.storage_options)
-            summaries.append(json.dumps(result.stats.as_dict()))
+            stats = convert_chunk(self.source, self.tokenizer, pickle.loads(payload), self.engine, self.out,
+                                  part_name(group_index, chunk_index), self.storage_options)
+            summaries.append(json.dumps(stats.as_dict()))
         return {"stats": summaries}
+
+
+def convert_chunk(source: Any, tokenizer: Any, items: list, engine: str, out: str, name: str,
+                  storage_options: dict | None = None) -> ChunkStats:
+    """Convert one chunk and write its records part and rejects part (``OUT/records/NAME``, ``OUT/rejects/NAME``):
+    the converter actors' work, also run in one process by ``benchmarks/bench_ingest.py``."""
+    result = convert_items(source, tokenizer, items, engine)
+    table = result.records_table()
+    if table is not None:
+        write_table(table, f"{out}/records/{name}", storage_options)
+    if result.rejects:
+        write_rows(result.rejects, REJECT_SCHEMA, f"{out}/rejects/{name}", storage_options)
+    return result.stats
 
 
 @contextmanager

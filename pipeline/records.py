@@ -1,6 +1,7 @@
 """The plain records that flow between pipeline steps, and the one Parquet schema of the shards.
 
 - ``SourceItem``: one raw input record as a reader found it (an mmCIF entry, a SMILES line, ...).
+- ``SourceBlock``: many raw records of one file as columns, for sources that convert a batch at once.
 - ``Sample``: one grammar string a source made from an item (an item can make several).
 - ``Reject``: an item, or one object inside it, that could not be turned into grammar, with why.
 - ``SHARD_SCHEMA``: the columns every tokenized shard has.
@@ -44,6 +45,31 @@ class SourceItem:
     uri: str  # the file it came from
     locator: str  # where in that file: "line 17", "entry 1ABC", "block 3", "row 12"
     payload: Any  # raw text, bytes or a parsed dict, as the source's reader yields it
+
+
+@dataclass(slots=True)
+class SourceBlock:
+    """Consecutive raw records of one file held as columns, for a source that converts many records in one call
+    (``convert_block``, see ``pipeline.sources.base``). For a FASTA record the per-record objects (a
+    ``SourceItem`` and its payload, their pickling between the read and convert steps, a ``Sample``, a row dict)
+    cost more than the record's conversion itself; a block carries two lists of strings instead.
+
+    Record ``i`` of the block is ``f"{unit} {first + i}"`` in its file, the locator the per-record reader gives it.
+    """
+
+    source: str
+    uri: str
+    first: int  # the number (1-based) of the block's first record in its file
+    columns: dict[str, list[Any]]  # equal-length raw columns, e.g. {"header": [...], "sequence": [...]}
+    unit: str = "record"
+
+    def __len__(self) -> int:
+        return len(next(iter(self.columns.values()), ()))
+
+    @property
+    def locator(self) -> str:
+        """The block's last record: a read failure after the block reads "after record N", as per record."""
+        return f"{self.unit} {self.first + len(self) - 1}"
 
 
 @dataclass(slots=True)

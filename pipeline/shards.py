@@ -19,7 +19,11 @@ def part_name(file_index: int, chunk_index: int) -> str:
 def write_rows(rows: list[dict[str, Any]], schema: pa.Schema, uri: str, storage_options: dict | None = None) -> None:
     """One Parquet part. A plain local path is written by Arrow directly (as ``pipeline.io`` reads one): fsspec's
     URL handling costs ~0.3 ms a part, and a PDB or crystal chunk is one file's entries."""
-    table = pa.Table.from_pylist(rows, schema=schema)
+    write_table(pa.Table.from_pylist(rows, schema=schema), uri, storage_options)
+
+
+def write_table(table: pa.Table, uri: str, storage_options: dict | None = None) -> None:
+    """One Parquet part from an Arrow table (see ``write_rows``)."""
     if "://" not in uri and "::" not in uri and not storage_options:
         pq.write_table(table, os.path.expanduser(uri), compression="zstd")
         return

@@ -5,6 +5,15 @@ into grammar ``Sample``s. Errors are data: a file that cannot be read becomes a 
 file; an item that cannot be converted becomes a ``Reject`` for that item; an object inside an item
 that cannot be converted (one ligand of an entry, say) becomes a ``Reject`` while its siblings go on.
 The engine (``pipeline.ingest``) owns parallelism, tokenization, writing and accounting.
+
+Batch conversion (optional, ``BlockSource``): a source whose records are small and many (FASTA sequences) may
+also offer ``read_blocks`` and ``convert_block``. The engine then reads ``SourceBlock``s (many records of one file
+as columns) and the source turns a whole block into shard rows in one call: an Arrow ``RecordBatch`` in
+``SHARD_SCHEMA``, tokenized, with its rejects and its accounting, skipping the per-record ``SourceItem``,
+``Sample`` and row-dict objects that cost more than such a record's conversion. ``read``/``convert`` stay the
+reference (``logos check``, ``convert_file``, tests): a block's rows must equal, byte for byte, what the
+per-record path makes of the same records, and records the block path does not handle itself (rejects,
+unusual headers) it hands to the per-record path (``block_items``).
 """
 
 from __future__ import annotations
@@ -13,7 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
-from pipeline.records import Reject, Sample, SourceItem
+from pipeline.records import Reject, Sample, SourceBlock, SourceItem
 
 
 @dataclass(slots=True)
@@ -33,6 +42,24 @@ class Source(Protocol):
 
     def convert(self, item: SourceItem) -> Conversion:
         """Turn one item into samples. May raise; the engine records the exception as a reject."""
+        ...
+
+
+class BlockSource(Source, Protocol):
+    """A source that can also read and convert many records at once (module docstring)."""
+
+    def read_blocks(self, uri: str, max_records: int) -> Iterator[SourceBlock | SourceItem | Reject]:
+        """Like ``read``, in blocks of at most ``max_records`` records; may yield plain items (a file kind
+        without a block path) and rejects."""
+        ...
+
+    def convert_block(self, block: SourceBlock, tokenizer: Any, engine: str) -> Any:
+        """Shard rows (as ``pipeline.convert.ChunkResult``: a ``RecordBatch`` in ``batches``), rejects and
+        accounting for every record of ``block``: read = written + rejected over its records."""
+        ...
+
+    def block_items(self, block: SourceBlock) -> list[SourceItem]:
+        """The block's records as the items ``read`` would have yielded (for the per-record path)."""
         ...
 
 
