@@ -164,7 +164,7 @@ STREAM_COLUMNS = ["content_id", "source", "source_id", "source_uri", "domain", "
 @dataclass(frozen=True)
 class StreamingConfig:
     batch_rows: int = 100_000  # rows read at a time in passes 1 and 3
-    bucket_rows: int = 1_000_000  # target rows per hash bucket: bounds the memory of pass 2
+    bucket_rows: int = 100_000  # target rows per hash bucket: bounds the memory of pass 2; the unit of Ray work
 
 
 @dataclass
@@ -284,7 +284,8 @@ def ray_duplicates(
     from pipeline.ray_runtime import ray_session
 
     with ray_session(num_cpus=workers):
-        split_task = ray.remote(num_cpus=1, max_retries=3, num_returns=n_buckets)(file_key_buckets)
+        # One object per bucket (with num_returns=1 Ray would return the one-table list as one object).
+        split_task = ray.remote(num_cpus=1, max_retries=3, num_returns=n_buckets)(_file_key_buckets)
         decide_task = ray.remote(num_cpus=1, max_retries=3)(_decide_bucket)
         by_file = [split_task.remote(config, path, i, n_buckets, batch_rows) for i, path in enumerate(files)]
         by_file = [refs if n_buckets > 1 else [refs] for refs in by_file]
@@ -292,6 +293,13 @@ def ray_duplicates(
         del by_file  # the buckets are freed once their task has run
         for ref in decided:
             yield ray.get(ref)
+
+
+def _file_key_buckets(
+    config: ExactDedupConfig, path: str, file_index: int, n_buckets: int, batch_rows: int
+) -> list[pa.Table] | pa.Table:
+    buckets = file_key_buckets(config, path, file_index, n_buckets, batch_rows)
+    return buckets if n_buckets > 1 else buckets[0]
 
 
 def _decide_bucket(config: ExactDedupConfig, *pieces: pa.Table) -> pa.Table:

@@ -111,6 +111,9 @@ def test_exact_dedup_on_ray_keeps_what_the_single_process_paths_keep(records, sh
         kept = pl.read_parquet(streamed.kept_files)
         assert kept.select(columns).sort(columns).equals(in_memory.kept.select(columns).sort(columns))
     assert pl.read_parquet(ray.duplicates_file).equals(pl.read_parquet(local.duplicates_file))
+    one_bucket = exact_dedup_files(ExactDedupConfig(), shard_files, tmp_path / "one", workers=2)
+    assert pl.read_parquet(one_bucket.duplicates_file).sort("_file", "_row").equals(
+        pl.read_parquet(local.duplicates_file).sort("_file", "_row"))
     assert [pl.read_parquet(p).equals(pl.read_parquet(q)) for p, q in zip(ray.kept_files, local.kept_files,
                                                                           strict=True)] == [True] * len(shard_files)
 
