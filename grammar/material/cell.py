@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 
 import numpy as np
@@ -22,7 +22,7 @@ from grammar.material.symmetry import (
     GRID,
     StandardCell,
     crystal_system,
-    grid_representative,
+    grid_orbit,
     orbit_points,
     space_group_operations,
 )
@@ -76,6 +76,8 @@ class Orbit:
     multiplicity: int
     letter: str
     coordinate: tuple[int, int, int]  # grid indices, K/1200
+    # All images of the coordinate (``orbit_points``) when ``quantize`` computed them, so ``expand`` need not.
+    images: np.ndarray | None = field(default=None, compare=False, hash=False, repr=False)
 
     def sort_key(self) -> tuple:
         return element_order(self.element), WYCKOFF_LETTERS.index(self.letter), self.coordinate
@@ -113,13 +115,13 @@ def quantize(standard: StandardCell) -> SymmetricCell:
     operations = space_group_operations(standard.number)
     orbits = []
     for i, orbit in enumerate(standard.orbits):
-        point = grid_representative(orbit, operations, standard.lattice)
-        if point is None:
+        images = grid_orbit(orbit, operations, standard.lattice)
+        if images is None:
             raise OrbitError(
                 i, f"no grid point near {orbit.fraction} keeps Wyckoff multiplicity {orbit.multiplicity}"
             )
         symbol = element_symbol(orbit.atomic_number)
-        orbits.append(Orbit(symbol, orbit.multiplicity, orbit.letter, tuple(int(k) for k in point)))
+        orbits.append(Orbit(symbol, orbit.multiplicity, orbit.letter, tuple(int(k) for k in images[0]), images))
     return SymmetricCell(standard.number, tuple(free), tuple(sorted(orbits, key=Orbit.sort_key)))
 
 
@@ -151,7 +153,10 @@ def expand_cell(cell: SymmetricCell) -> ExpandedCell:
     representatives: list[int] = []
     seen: dict[tuple[int, ...], int] = {}
     for i, orbit in enumerate(cell.orbits):
-        points = orbit_points(np.array(orbit.coordinate, dtype=np.int64), operations)
+        # the orbit of any of its points is the same sorted set: quantize's images serve as they are
+        points = orbit.images if orbit.images is not None else orbit_points(
+            np.array(orbit.coordinate, dtype=np.int64), operations
+        )
         if len(points) != orbit.multiplicity:
             raise OrbitError(
                 i, f"{orbit.element} at {orbit.coordinate} (/{GRID}) has {len(points)} images in space group "

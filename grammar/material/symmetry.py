@@ -161,9 +161,10 @@ def standardize_cell(
     return _p1_cell(structure())
 
 
-def grid_representative(orbit: FloatOrbit, operations: Operations, lattice: np.ndarray) -> np.ndarray | None:
-    """The orbit's representative on the grid: the smallest image of the nearest grid point whose orbit
-    keeps the Wyckoff multiplicity, or None if no grid point next to the position does.
+def grid_orbit(orbit: FloatOrbit, operations: Operations, lattice: np.ndarray) -> np.ndarray | None:
+    """The orbit on the grid, sorted (``orbit_points``; its first point is the representative written): that
+    of the nearest grid point whose orbit keeps the Wyckoff multiplicity, or None if no grid point next to
+    the position does.
 
     Plain rounding can break a special position's constraint (x = 0.16705 -> 200/1200 but 2x -> 401/1200),
     which would turn a 6-fold site into a 24-fold one; the neighbouring grid points repair that.
@@ -175,5 +176,5 @@ def grid_representative(orbit: FloatOrbit, operations: Operations, lattice: np.n
     for index in np.argsort(distances, kind="stable"):
         points = orbit_points(candidates[index] % GRID, operations)
         if len(points) == orbit.multiplicity:
-            return points[0]
+            return points
     return None
