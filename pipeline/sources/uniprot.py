@@ -392,7 +392,19 @@ def _templated(headers: str, tags: int) -> bool:
     """Whether the UNIPROTKB_LINE values of ``headers`` (joined lines, ``tags`` tags in all) are those of
     ``fasta_header``: no value with outer spaces (``_tagged_fields`` strips them), which needs a double space or
     a space after "="; no tag inside a value (it would split there), which would make more tags than matched."""
-    return "  " not in headers and "= " not in headers and len(UNIPROTKB_FIELDS.findall(headers)) == tags
+    return "  " not in headers and "= " not in headers and sum(map(headers.count, UNIPROTKB_TAGS)) == tags
+
+
+UNIPROTKB_TAGS = (" OS=", " OX=", " GN=", " PE=", " SV=")  # what UNIPROTKB_FIELDS splits at (none overlaps another)
+
+
+def _uniprotkb_json(db: str, accession: str, name: str, description: str, organism: str, taxon: str, gene: str,
+                    existence: str, version: str) -> str:
+    """METADATA_JSON of ``fasta_header``'s metadata for one UNIPROTKB_LINE match (sorted keys, no escapes)."""
+    gene_field = f'"gene": "{gene}", ' if gene else ""
+    return (f'{{"accession": "{accession}", "description": "{description}", "entry_name": "{name}", '
+            f'{gene_field}"organism": "{organism}", "protein_existence": {existence}, '
+            f'"reviewed": {"true" if db == "sp" else "false"}, "sequence_version": {version}, "taxon_id": {taxon}}}')
 
 
 def block_headers(headers: list[str], fast: np.ndarray, lengths: np.ndarray) -> tuple[list, list, list]:
@@ -400,25 +412,25 @@ def block_headers(headers: list[str], fast: np.ndarray, lengths: np.ndarray) -> 
     a record whose header the per-record path must handle (a reject, a declared length that differs) is
     unmarked in ``fast`` instead."""
     count = len(headers)
-    source_ids: list[str | None] = [None] * count
-    metadata: list[str | None] = [None] * count
     joined = "\n".join(headers)
-    candidates: Any = range(count)
-    if not _written_as_is(joined):  # rare: only the headers JSON writes as they are take the template
+    if _written_as_is(joined):
+        found = UNIPROTKB_LINE.findall(joined)
+        # The usual block: every header a standard UniProtKB one.
+        if all(fields[0] for fields in found) and _templated(joined, 4 * count + sum(1 for f in found if f[6])):
+            return [fields[1] for fields in found], [_uniprotkb_json(*fields) for fields in found], [""] * count
+        candidates: Any = range(count)
+    else:  # only the headers JSON writes as they are take the template
         candidates = [i for i in range(count) if not JSON_ESCAPED.search(headers[i])]
         joined = "\n".join(headers[i] for i in candidates)
-    matched = [(i, fields) for i, fields in zip(candidates, UNIPROTKB_LINE.findall(joined), strict=True) if fields[0]]
+        found = UNIPROTKB_LINE.findall(joined)
+    matched = [(i, fields) for i, fields in zip(candidates, found, strict=True) if fields[0]]
     tags = sum(5 if fields[6] else 4 for _, fields in matched)
-    everything = len(matched) == count
-    if not _templated(joined if everything else "\n".join(headers[i] for i, _ in matched), tags):
+    if not _templated("\n".join(headers[i] for i, _ in matched), tags):
         matched = [(i, fields) for i, fields in matched if _templated(headers[i], 5 if fields[6] else 4)]
-    for i, (db, accession, name, description, organism, taxon, gene, existence, version) in matched:
-        gene_field = f'"gene": "{gene}", ' if gene else ""
-        source_ids[i] = accession
-        metadata[i] = (f'{{"accession": "{accession}", "description": "{description}", "entry_name": "{name}", '
-                       f'{gene_field}"organism": "{organism}", "protein_existence": {existence}, '
-                       f'"reviewed": {"true" if db == "sp" else "false"}, "sequence_version": {version}, '
-                       f'"taxon_id": {taxon}}}')
+    source_ids: list[str | None] = [None] * count
+    metadata: list[str | None] = [None] * count
+    for i, fields in matched:
+        source_ids[i], metadata[i] = fields[1], _uniprotkb_json(*fields)
     groups = [""] * count
     if len(matched) == count:
         return source_ids, metadata, groups
