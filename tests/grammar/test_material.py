@@ -230,6 +230,21 @@ def test_lattice_outside_the_bins_and_overlapping_atoms_are_invalid():
         write_crystal(Crystal.from_structure(overlapping, "NaCl2"))
 
 
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [("K2O2", "KO"), ("K4O4", "K2O2"), ("H2O2", "HO"), ("Li6Fe3P3O12", "LiFePO4"), ("K2O", "KO"), ("NaCl", "NaCl2"),
+     ("Fe2O3", "Fe3O4"), ("CO2", "CO"), ("SiO2", "Si2O4"), ("NaCl", "KCl")],
+)
+def test_written_composition_check_agrees_with_pymatgen_reduction(a, b):
+    """The writer compares the cell's atoms with the input's by exact count ratios: the same verdict as
+    comparing pymatgen's reduced compositions (which keep peroxides whole, K2O2 not KO)."""
+    from grammar.material.crystal import _proportional
+
+    counts = [Counter({el.symbol: int(n) for el, n in Composition(f).items()}) for f in (a, b)]
+    same = Composition(a).reduced_composition == Composition(b).reduced_composition
+    assert _proportional(*counts) is same
+
+
 RUTILE = (
     "<MaterialS>[Ti]<n1>[O]<n2><sg136><L4.60><L2.96>[Ti]<w2a><f0><f0><f0>[O]<n4><d1.95>[O]<n2><d2.00>"
     "[O]<w4f><f234><f966><f600>[Ti]<n2><d1.95>[Ti]<n1><d2.00><MaterialE>"
