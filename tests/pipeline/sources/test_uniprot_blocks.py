@@ -111,13 +111,19 @@ def test_odd_headers_and_policy_rejects_agree(data_dir: Path, tmp_path: Path) ->
     assert metadata["O5"]["organism"] == "Other" and metadata["O3"]["description"] == 'A "quoted" name'
 
 
-def test_read_failure_mid_file_keeps_the_records_before_it(data_dir: Path, tmp_path: Path) -> None:
-    compressed = gzip.compress((data_dir / FASTA_FILES[0]).read_bytes())
-    path = tmp_path / "truncated.fasta.gz"
-    path.write_bytes(compressed[: len(compressed) // 2])
+@pytest.mark.parametrize("damage", ["corrupt_gzip", "not_utf8"])
+def test_read_failure_mid_file_keeps_the_records_before_it(data_dir: Path, tmp_path: Path, damage: str) -> None:
+    plain = (data_dir / FASTA_FILES[0]).read_bytes()
+    if damage == "corrupt_gzip":
+        compressed = gzip.compress(plain)
+        content = compressed[: len(compressed) // 2]
+    else:  # a Latin-1 byte in the middle of the file
+        content = plain[: len(plain) // 2] + b"\xe9" + plain[len(plain) // 2:]
+    path = tmp_path / "damaged.fasta.gz"
+    path.write_bytes(content)
     source = make_source("uniprot")
     expected = per_record(source, path)
-    assert expected.rejects[-1]["reason_code"] == "corrupt_gzip" and expected.stats.items_written > 100
+    assert expected.rejects[-1]["reason_code"] == damage and expected.stats.items_written > 100
     assert_same(expected, by_blocks(source, path, 64))
 
 
