@@ -1,8 +1,9 @@
 """``logos dedup | split | mix | export megatron`` and ``logos datasets list | show | diff``.
 
-Each stage command reads dataset names (``NAME[@VERSION]``) or shard URIs and writes a new dataset
-version into the store (``--store``, default ``$LOGOS_HOME/datasets`` or ``./.logos/datasets``);
-running it again with the same inputs and options reuses the registered version.
+The stage commands are generated from the stage registry (``pipeline.stages``). Each reads dataset
+names (``NAME[@VERSION]``) or shard URIs and writes a new dataset version into the store (``--store``,
+default ``$LOGOS_HOME/datasets`` or ``./.logos/datasets``); running it again with the same inputs and
+options reuses the registered version.
 """
 
 from __future__ import annotations
@@ -11,48 +12,16 @@ import argparse
 import json
 import sys
 import time
+import typing
 from pathlib import Path
 from typing import Any
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    dedup = _stage(subparsers, "dedup", "exact + near-duplicate removal -> a new dataset version", many=True)
-    dedup.add_argument("--source-priority", default="", help="comma-separated sources that win ties, best first")
-    dedup.add_argument("--no-near", action="store_true", help="exact dedup only")
-    dedup.add_argument("--near-threshold", type=float, default=0.8)
-    dedup.add_argument("--num-perm", type=int, default=128)
-    dedup.add_argument("--bands", type=int, default=16)
-    dedup.add_argument("--shingle", type=int, default=5, help="token n-gram length")
-    dedup.add_argument("--near-domains", default="protein", help="comma-separated domains, or 'all'")
-    dedup.add_argument("--ray", action="store_true", help="compute MinHash signatures on Ray Data")
-    dedup.add_argument("--streaming", action="store_true", help="exact dedup over the files with flat memory")
-    dedup.add_argument("--bucket-rows", type=int, default=1_000_000, help="streaming: rows per hash bucket")
-    dedup.set_defaults(func=_dedup)
+    from pipeline.stages import REGISTRY
 
-    split = _stage(subparsers, "split", "leakage-free train/valid/test split -> a new dataset version")
-    split.add_argument("--fractions", default="0.9,0.05,0.05", help="train,valid,test")
-    split.add_argument("--exclude", type=Path, help="file of benchmark items removed (with their groups) from train")
-    split.add_argument("--protein-clustering", choices=["auto", "mmseqs", "minhash"], default="auto")
-    split.add_argument("--min-seq-id", type=float, default=0.3)
-    split.add_argument("--coverage", type=float, default=0.8)
-    split.add_argument("--time-split", metavar="VALID_FROM:TEST_FROM", help="reactions by year, e.g. 2012:2015")
-    split.add_argument("--salt", default="logos-split/1")
-    split.add_argument("--ray", action="store_true", help="compute group keys (RDKit, parsing) on Ray Data")
-    split.set_defaults(func=_split)
-
-    mix = _stage(subparsers, "mix", "domain mixture weights and report -> a new dataset version")
-    mix.add_argument("--weights", help="explicit weights, e.g. molecule=0.6,protein=0.4 (else temperature)")
-    mix.add_argument("--temperature", type=float, help="p_i ∝ n_i^(1/T) (neither: LOGOS's published token shares)")
-    mix.add_argument("--max-epochs", type=float, help="cap on epochs per domain and split")
-    mix.add_argument("--budget", help="tokens per split, e.g. train=1000000 (default: the split's tokens)")
-    mix.set_defaults(func=_mix)
-
-    export = subparsers.add_parser("export", help="export a dataset version for training")
-    formats = export.add_subparsers(dest="format", required=True, metavar="FORMAT")
-    megatron = _stage(formats, "megatron", ".bin/.idx per split and domain + blend -> a new dataset version")
-    megatron.add_argument("--docs-per-shard", type=int, default=1_000_000)
-    megatron.add_argument("--no-verify", action="store_true", help="skip reading the files back")
-    megatron.set_defaults(func=_export_megatron)
+    for stage in REGISTRY.values():
+        _stage_parser(subparsers, stage)
 
     datasets = subparsers.add_parser("datasets", help="list, show and compare dataset versions")
     actions = datasets.add_subparsers(dest="datasets_command", required=True, metavar="ACTION")
@@ -74,30 +43,67 @@ def _with_store(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return parser
 
 
-def _stage(subparsers: argparse._SubParsersAction, name: str, help: str, many: bool = False) -> argparse.ArgumentParser:
-    parser = _with_store(subparsers.add_parser(name, help=help))
-    parser.add_argument("inputs" if many else "input", nargs="+" if many else None, metavar="INPUT",
+def _stage_parser(subparsers: argparse._SubParsersAction, stage) -> argparse.ArgumentParser:
+    """``logos <stage> INPUT... [flags]`` from the stage's declaration: its flags set keys of its config
+    dataclass, whose defaults and ``Literal`` choices the help shows (no default is restated here)."""
+    from pipeline.stages import config_default, config_hint
+
+    *group, verb = stage.command or (stage.name,)
+    for word in group:  # `logos export megatron`: the format is a subcommand of the verb (training adds `hf`)
+        parent = subparsers.choices.get(word) or subparsers.add_parser(word, help=f"{word} a dataset version")
+        found = [a for a in parent._actions if isinstance(a, argparse._SubParsersAction)]
+        subparsers = found[0] if found else parent.add_subparsers(dest="format", required=True, metavar="FORMAT")
+    parser = _with_store(subparsers.add_parser(verb, help=stage.summary, description=stage.summary))
+    many = stage.many_inputs
+    parser.add_argument("inputs", nargs="+" if many else 1, metavar="INPUT",
                         help="dataset NAME[@VERSION], or tokenized shards: an ingest output folder, files or globs")
     parser.add_argument("--name", help="name of the dataset this writes a version of (default: the input "
                         "dataset's name when INPUT is NAME[@VERSION])")
     parser.add_argument("--run-id", help="recorded in the manifest's run lineage")
+    for flag in stage.flags:
+        if flag.switch:
+            parser.add_argument(flag.option, action="store_true", help=flag.help)
+            continue
+        help_text, choices = flag.help, None
+        if flag.path is not None:
+            hint = config_hint(stage.config, flag.path)
+            if typing.get_origin(hint) is typing.Literal:
+                choices = typing.get_args(hint)
+            default = config_default(stage.config, flag.path)
+            if default is not None:
+                shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+                help_text = f"{help_text} (default: {shown})".strip()
+        parser.add_argument(flag.option, choices=choices, metavar=flag.metavar, help=help_text)
+    parser.set_defaults(func=_guarded(lambda args: _run_stage(stage, args)), stage_flags=stage.flags)
     return parser
+
+
+def _stage_config(stage, args: argparse.Namespace):
+    """The stage's config from the flags given (the dataclass defaults for the rest), checked by
+    ``from_mapping``: a bad value is a one-line error naming the flag's key."""
+    from pipeline.options import deep_merge, from_mapping
+
+    mapping: dict[str, Any] = {}
+    for flag in stage.flags:
+        raw = getattr(args, flag.option.lstrip("-").replace("-", "_"))
+        if raw is None or raw is False:
+            continue
+        mapping = deep_merge(mapping, flag.mapping(True if flag.switch and flag.to_config is None else raw))
+    return from_mapping(stage.config, mapping, path=stage.name)
+
+
+def _run_stage(stage, args: argparse.Namespace) -> int:
+    config = _stage_config(stage, args)
+    stage_run = stage.run(_store(args), args.inputs, _output_name(args, args.inputs), config, _run(args))
+    if stage.describe is not None:
+        print(stage.describe(stage_run.manifest, _store(args)), file=sys.stderr)
+    return _report(stage_run)
 
 
 def _store(args: argparse.Namespace):
     from pipeline.versions import DatasetStore
 
     return DatasetStore(args.store) if args.store else DatasetStore.default()
-
-
-def _pairs(text: str | None, cast: type) -> dict[str, Any]:
-    pairs = {}
-    for item in filter(None, (text or "").split(",")):
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"expected KEY=VALUE, got {item!r}")
-        pairs[key.strip()] = cast(value)
-    return pairs
 
 
 def _output_name(args: argparse.Namespace, inputs: list[str]) -> str:
@@ -152,64 +158,6 @@ def _guarded(handler):
             return 2
 
     return run
-
-
-@_guarded
-def _dedup(args: argparse.Namespace) -> int:
-    from pipeline.datasets import dedup_dataset
-    from pipeline.dedup import ExactDedupConfig, StreamingConfig
-    from pipeline.near_dedup import NearDedupConfig
-
-    priority = tuple(s.strip() for s in args.source_priority.split(",") if s.strip())
-    domains = None if args.near_domains == "all" else tuple(d.strip() for d in args.near_domains.split(","))
-    near = None if args.no_near else NearDedupConfig(
-        threshold=args.near_threshold, num_perm=args.num_perm, bands=args.bands, shingle=args.shingle,
-        domains=domains, use_ray=args.ray, source_priority=priority,
-    )
-    streaming = StreamingConfig(bucket_rows=args.bucket_rows) if args.streaming else None
-    exact = ExactDedupConfig(priority)
-    name = _output_name(args, args.inputs)
-    return _report(dedup_dataset(_store(args), args.inputs, name, exact, near, _run(args), streaming))
-
-
-@_guarded
-def _split(args: argparse.Namespace) -> int:
-    from pipeline.datasets import split_dataset
-    from pipeline.split import ProteinClusterConfig, SplitConfig, TimeSplit, read_exclusions
-
-    fractions = tuple(float(f) for f in args.fractions.split(","))
-    time_split = None
-    if args.time_split:
-        valid_from, _, test_from = args.time_split.partition(":")
-        time_split = TimeSplit(int(valid_from), int(test_from))
-    proteins = ProteinClusterConfig(args.protein_clustering, args.min_seq_id, args.coverage)
-    config = SplitConfig(fractions, args.salt, proteins, time_split, use_ray=args.ray)
-    exclude = read_exclusions(args.exclude.read_text().splitlines()) if args.exclude else []
-    name = _output_name(args, [args.input])
-    return _report(split_dataset(_store(args), args.input, name, config, exclude, _run(args)))
-
-
-@_guarded
-def _mix(args: argparse.Namespace) -> int:
-    from pipeline.datasets import mix_dataset
-    from pipeline.mix import MixConfig, Mixture
-
-    weights = _pairs(args.weights, float) or None
-    config = MixConfig(weights, args.temperature, args.max_epochs, _pairs(args.budget, int))
-    stage_run = mix_dataset(_store(args), args.input, _output_name(args, [args.input]), config, _run(args))
-    print(Mixture.from_dict(stage_run.manifest.outputs["mixture"]).table(), file=sys.stderr)
-    return _report(stage_run)
-
-
-@_guarded
-def _export_megatron(args: argparse.Namespace) -> int:
-    from pipeline.datasets import export_megatron_dataset
-    from pipeline.export_megatron import ExportConfig
-
-    config = ExportConfig(docs_per_shard=args.docs_per_shard, verify=not args.no_verify)
-    stage_run = export_megatron_dataset(_store(args), args.input, _output_name(args, [args.input]), config, _run(args))
-    print(f"blend: {_store(args).root / stage_run.manifest.outputs['blend']}", file=sys.stderr)
-    return _report(stage_run)
 
 
 @_guarded

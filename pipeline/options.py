@@ -44,6 +44,11 @@ def convert(hint: Any, value: Any, path: str) -> Any:
     args = typing.get_args(hint)
     if hint is Any:
         return value
+    if origin is typing.Literal:  # a closed set of choices: a typo is an error naming them, never a fallback
+        if value in args:
+            return value
+        choices = ", ".join(repr(a) for a in args)
+        raise ConfigError(f"{path}: {value!r} is not one of the allowed values {choices}")
     if origin in (typing.Union, types.UnionType):
         is_none = value is None or (isinstance(value, str) and value.lower() in {"none", "null"})
         if is_none and type(None) in args:

@@ -69,7 +69,7 @@ def output_lines(results: dict) -> list[tuple[str, str, str]]:
     """(name, path, how to use it) for each output of a run, each path openable as printed: the dataset
     by ``logos datasets show``, the model directory by ``from_pretrained``, the report in a browser."""
     lines = []
-    exported = results.get("exported")
+    exported = results.get("export")
     if exported is not None:
         lines.append(("dataset", exported.ref, f"logos datasets show {exported.ref}"))
         lines.append(("blend", str(exported.blend_path()), "logos train CONFIG --set data.blend=..."))

@@ -16,18 +16,17 @@ from typing import Any
 
 import yaml
 
-from pipeline.dedup import ExactDedupConfig
 from pipeline.export_megatron import ExportConfig
 from pipeline.mix import MixConfig
-from pipeline.near_dedup import NearDedupConfig
 from pipeline.options import ConfigError, deep_merge, from_mapping, parse_assignments
 from pipeline.sources import SOURCES
-from pipeline.split import SplitConfig
+from pipeline.stages import REGISTRY as DATASET_STAGES
+from pipeline.stages import DedupSettings, SplitSettings
 from training.evaluation.run import EvalConfig
 from workflows.tokenizer import TokenizerSettings, check_tokenizer
 
 CONFIG_DIR = Path(__file__).parent / "configs"
-TARGETS = ("ingested", "deduplicated", "split", "mixed", "exported", "trained", "hf_model", "evaluated", "report")
+TARGETS = ("ingested", *DATASET_STAGES, "trained", "hf_model", "evaluated", "report")
 
 
 @dataclass
@@ -54,18 +53,6 @@ class IngestSettings:
 
 
 @dataclass
-class DedupSettings:
-    exact: ExactDedupConfig = field(default_factory=ExactDedupConfig)
-    near: NearDedupConfig | None = field(default_factory=NearDedupConfig)
-
-
-@dataclass
-class SplitSettings:
-    config: SplitConfig = field(default_factory=SplitConfig)
-    exclude: str | None = None  # decontamination: a file of keys/SMILES removed from train with their groups
-
-
-@dataclass
 class WorkflowConfig:
     name: str  # the dataset name every version of this workflow is registered under
     home: str = ".logos"  # datasets, runs, training runs and reports live here
@@ -74,6 +61,7 @@ class WorkflowConfig:
     targets: list[str] = field(default_factory=lambda: ["report"])
     tokenizer: TokenizerSettings = field(default_factory=TokenizerSettings)  # the dataset's (workflows.tokenizer)
     ingest: IngestSettings = field(default_factory=IngestSettings)
+    # The dataset stages' sections: each is its stage's config dataclass (pipeline.stages.REGISTRY).
     dedup: DedupSettings = field(default_factory=DedupSettings)
     split: SplitSettings = field(default_factory=SplitSettings)
     mix: MixConfig = field(default_factory=MixConfig)

@@ -3,9 +3,12 @@ stages (or inputs) it consumes, its return value is what it produced (a descript
 ``workflows.refs``). The runner (``workflows.runner``) caches stage results keyed on code, config
 and input versions, and can execute the stages on Ray.
 
-    <source>_files -> <source>_shards -> ingested -> deduplicated -> split -> mixed -> exported
-        -> trained -> hf_model -> evaluated (with exported: its test split; trained: its checkpoints)
-    exported, trained, evaluated -> report
+    <source>_files -> <source>_shards -> ingested -> dedup -> split -> mix -> export
+        -> trained -> hf_model -> evaluated (with export: its test split; trained: its checkpoints)
+    export, trained, evaluated -> report
+
+The dataset stages (dedup, split, mix, export) are one generated node each (``dataset_stage``), from the
+stage registry ``pipeline.stages.REGISTRY``: their names, upstream nodes and configs are declared there.
 
 Every stage also writes content-addressed outputs (ingest folders, dataset versions, training runs),
 so a stage asked again for the same inputs and config finds its output instead of recomputing.
@@ -23,6 +26,7 @@ from hamilton.function_modifiers import group, inject, parameterize, source, val
 from hamilton.function_modifiers.metadata import ray_remote_options
 
 from pipeline.sources import SOURCES, source_class
+from pipeline.stages import REGISTRY as DATASET_STAGES
 from workflows.refs import DatasetRef, FileSet, FolderRef, ShardsRef, TrainedRef
 from workflows.workspace import Planned, Workspace, content_address
 
@@ -90,9 +94,37 @@ def ingested(shards: list[ShardsRef | Planned | None]) -> list[ShardsRef | Plann
     return [s for s in shards if s is not None]
 
 
-def _dataset(run: Any, store_root: Path) -> DatasetRef:
+@parameterize(**{
+    stage.name: ({"stage_name": value(stage.name), "upstream": source(stage.upstream),
+                  "settings": source(f"{stage.name}_settings")}, stage.summary)
+    for stage in DATASET_STAGES.values()
+})
+@ray_remote_options(num_cpus=0)  # the dataset stages orchestrate (pipeline.stages.Resources): no CPU of their own
+def dataset_stage(stage_name: str, upstream: Any, settings: dict, dataset_name: str,
+                  workspace: Workspace) -> DatasetRef | Planned:
+    """One node per dataset stage of ``pipeline.stages.REGISTRY`` (dedup, split, mix, export), each reading
+    its ``upstream`` node and its ``<stage>_settings``; the store finds or makes the version."""
+    from pipeline.options import from_mapping
+    from pipeline.versions.stage import planning
+
+    if any(isinstance(u, Planned) for u in (upstream if isinstance(upstream, list) else [upstream])):
+        return Planned(stage_name)
+    stage = DATASET_STAGES[stage_name]
+    inputs = [s.uri for s in upstream] if isinstance(upstream, list) else [upstream.ref]
+    config = from_mapping(stage.config, settings, path=stage_name)
+    lineage = workspace.lineage(stage_name)
+    if workspace.dry_run:
+        with planning():  # resolves the version and looks it up, computes nothing
+            found = stage.run(workspace.store, inputs, dataset_name, config, lineage)
+        return _dataset(found, workspace) if found.manifest is not None else Planned(stage_name)
+    return _dataset(stage.run(workspace.store, inputs, dataset_name, config, lineage,
+                              on_compute=lambda: workspace.enter(stage_name)), workspace)
+
+
+def _dataset(run: Any, workspace: Workspace) -> DatasetRef:
     manifest = run.manifest
-    return DatasetRef(str(store_root), manifest.name, manifest.version, manifest.stage, dict(manifest.outputs))
+    return DatasetRef(str(workspace.store.root), manifest.name, manifest.version, manifest.stage,
+                      dict(manifest.outputs))
 
 
 def _planned(stage: str, *upstream: Any) -> Planned | None:
@@ -102,98 +134,18 @@ def _planned(stage: str, *upstream: Any) -> Planned | None:
 
 
 @ray_remote_options(num_cpus=0)
-def deduplicated(ingested: list, dedup_settings: dict, dataset_name: str, workspace: Workspace) -> DatasetRef | Planned:
-    """Exact then near dedup over all sources' shards: the first dataset version of a run."""
-    if (planned := _planned("deduplicated", *ingested)) is not None:
-        return planned
-    from pipeline.datasets import dedup_dataset
-    from pipeline.dedup import ExactDedupConfig
-    from pipeline.near_dedup import NearDedupConfig
-    from pipeline.options import from_mapping
-
-    exact = from_mapping(ExactDedupConfig, dedup_settings["exact"])
-    near = from_mapping(NearDedupConfig, dedup_settings["near"]) if dedup_settings["near"] else None
-    return _stage(workspace, "deduplicated", lambda: dedup_dataset(
-        workspace.store, [s.uri for s in ingested], dataset_name, exact, near, workspace.lineage("dedup")
-    ))
-
-
-@ray_remote_options(num_cpus=0)
-def split(deduplicated: DatasetRef | Planned, split_settings: dict, dataset_name: str,
-          workspace: Workspace) -> DatasetRef | Planned:
-    """Whole groups (scaffolds, protein clusters, products, crystal groups) to train/valid/test."""
-    if (planned := _planned("split", deduplicated)) is not None:
-        return planned
-    from pipeline.datasets import split_dataset
-    from pipeline.options import from_mapping
-    from pipeline.split import SplitConfig, read_exclusions
-
-    config = from_mapping(SplitConfig, split_settings["config"])
-    exclude_file = split_settings.get("exclude")
-    exclude = read_exclusions(Path(exclude_file).read_text().splitlines()) if exclude_file else []
-    return _stage(workspace, "split", lambda: split_dataset(
-        workspace.store, deduplicated.ref, dataset_name, config, exclude, workspace.lineage("split")
-    ))
-
-
-@ray_remote_options(num_cpus=0)
-def mixed(split: DatasetRef | Planned, mix_settings: dict, dataset_name: str,
-          workspace: Workspace) -> DatasetRef | Planned:
-    """Per-domain sampling weights (explicit or temperature, epoch cap)."""
-    if (planned := _planned("mixed", split)) is not None:
-        return planned
-    from pipeline.datasets import mix_dataset
-    from pipeline.mix import MixConfig
-    from pipeline.options import from_mapping
-
-    config = from_mapping(MixConfig, mix_settings)
-    return _stage(workspace, "mixed", lambda: mix_dataset(
-        workspace.store, split.ref, dataset_name, config, workspace.lineage("mix")
-    ))
-
-
-@ray_remote_options(num_cpus=0)
-def exported(mixed: DatasetRef | Planned, export_settings: dict, dataset_name: str,
-             workspace: Workspace) -> DatasetRef | Planned:
-    """Megatron .bin/.idx per split and domain, and the blend the trainer reads."""
-    if (planned := _planned("exported", mixed)) is not None:
-        return planned
-    from pipeline.datasets import export_megatron_dataset
-    from pipeline.export_megatron import ExportConfig
-    from pipeline.options import from_mapping
-
-    config = from_mapping(ExportConfig, export_settings)
-    return _stage(workspace, "exported", lambda: export_megatron_dataset(
-        workspace.store, mixed.ref, dataset_name, config, workspace.lineage("export")
-    ))
-
-
-def _stage(workspace: Workspace, stage: str, call) -> DatasetRef | Planned:
-    from pipeline.versions.stage import planning
-
-    with planning():  # cheap: resolves the version and looks it up, computes nothing
-        found = call()
-    if found.manifest is not None:
-        return _dataset(found, workspace.store.root)
-    if workspace.dry_run:
-        return Planned(stage)
-    workspace.enter(stage)
-    return _dataset(call(), workspace.store.root)
-
-
-@ray_remote_options(num_cpus=0)
-def trained(exported: DatasetRef | Planned, train_settings: dict | None,
+def trained(export: DatasetRef | Planned, train_settings: dict | None,
             workspace: Workspace) -> TrainedRef | Planned | None:
     """Megatron-Core pretraining on the exported blend; resumes from its own last checkpoint."""
     if train_settings is None:
         return None
-    if (planned := _planned("trained", exported)) is not None:
+    if (planned := _planned("trained", export)) is not None:
         return planned
     from pipeline.options import deep_merge
     from training.config import config_from_dict
 
-    run_dir = workspace.path("training", content_address(exported.ref, train_settings))
-    settings = deep_merge(train_settings, {"run_dir": str(run_dir), "data": {"blend": str(exported.blend_path())}})
+    run_dir = workspace.path("training", content_address(export.ref, train_settings))
+    settings = deep_merge(train_settings, {"run_dir": str(run_dir), "data": {"blend": str(export.blend_path())}})
     if workspace.ray_address:
         settings = deep_merge(settings, {"launch": {"ray_address": workspace.ray_address}})
     config = config_from_dict(settings)
@@ -207,7 +159,7 @@ def trained(exported: DatasetRef | Planned, train_settings: dict | None,
 
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "lineage.json").write_text(json.dumps(
-        {**workspace.lineage("train"), "dataset": exported.ref, "blend": str(exported.blend_path())}, indent=1))
+        {**workspace.lineage("train"), "dataset": export.ref, "blend": str(export.blend_path())}, indent=1))
     train(config)
     return _trained_ref(config)
 
@@ -241,18 +193,18 @@ def hf_model(trained: TrainedRef | Planned | None, hf_export: bool, workspace: W
 
 @ray_remote_options(num_cpus=0)
 def evaluated(hf_model: FolderRef | Planned | None, trained: TrainedRef | Planned | None,
-              exported: DatasetRef | Planned, eval_settings: dict | None,
+              export: DatasetRef | Planned, eval_settings: dict | None,
               workspace: Workspace) -> FolderRef | Planned | None:
     """``logos eval`` of the exported model on the exported dataset's test split: one results JSON, and with
     ``every_checkpoint`` the metrics of each training checkpoint (``curves.json``, written last)."""
     if hf_model is None or eval_settings is None:
         return None
-    if any(isinstance(u, Planned) for u in (hf_model, trained, exported)):
+    if any(isinstance(u, Planned) for u in (hf_model, trained, export)):
         return Planned("evaluated")
     from training.evaluation.run import CURVES_FILE, RESULTS_FILE
 
     main_file = CURVES_FILE if eval_settings.get("every_checkpoint") else RESULTS_FILE
-    out = workspace.path("eval", content_address(hf_model.path, exported.ref, eval_settings))
+    out = workspace.path("eval", content_address(hf_model.path, export.ref, eval_settings))
     if (out / main_file).is_file():
         return FolderRef(str(out), main_file)
     if workspace.dry_run:
@@ -262,26 +214,26 @@ def evaluated(hf_model: FolderRef | Planned | None, trained: TrainedRef | Planne
     from training.evaluation.run import EvalConfig, evaluate, evaluate_checkpoints
 
     config = from_mapping(EvalConfig, eval_settings)
-    results = evaluate(hf_model.path, exported.ref, config, out, workspace.store)
+    results = evaluate(hf_model.path, export.ref, config, out, workspace.store)
     if config.every_checkpoint and trained is not None:
-        evaluate_checkpoints(trained.run_dir, exported.ref, config, out, workspace.store,
+        evaluate_checkpoints(trained.run_dir, export.ref, config, out, workspace.store,
                              known={str(trained.checkpoint): results})
     return FolderRef(str(out), main_file)
 
 
 @ray_remote_options(num_cpus=0)
-def report(exported: DatasetRef | Planned, trained: TrainedRef | Planned | None,
+def report(export: DatasetRef | Planned, trained: TrainedRef | Planned | None,
            evaluated: FolderRef | Planned | None, report_enabled: bool,
            workspace: Workspace) -> FolderRef | Planned | None:
     """The HTML report of the exported dataset, with the training curves when this run trained and the
     task metrics when it evaluated."""
     if not report_enabled:
         return None
-    if any(isinstance(u, Planned) for u in (exported, trained, evaluated)):
+    if any(isinstance(u, Planned) for u in (export, trained, evaluated)):
         return Planned("report")
     metrics = trained.metrics_path if trained is not None else None
     results = Path(evaluated.path) / "results.json" if evaluated is not None else None
-    out = workspace.path("reports", content_address(exported.ref, metrics and os.path.getmtime(metrics),
+    out = workspace.path("reports", content_address(export.ref, metrics and os.path.getmtime(metrics),
                                                     results and str(results)))
     if (out / "index.html").is_file():
         return FolderRef(str(out), "index.html")
@@ -290,7 +242,7 @@ def report(exported: DatasetRef | Planned, trained: TrainedRef | Planned | None,
     workspace.enter("report")
     from workflows.report import write_report
 
-    write_report(workspace.store, exported.ref, out, metrics_file=Path(metrics) if metrics else None,
+    write_report(workspace.store, export.ref, out, metrics_file=Path(metrics) if metrics else None,
                  runs_root=workspace.path("runs"), eval_results=results,
                  this_run={**workspace.lineage("report"), "executed": workspace.executed()})
     return FolderRef(str(out), "index.html")

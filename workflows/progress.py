@@ -15,10 +15,11 @@ from typing import Any, TextIO
 from hamilton.lifecycle import NodeExecutionHook
 
 from pipeline.console import interactive
+from pipeline.stages import REGISTRY as DATASET_STAGES
 from workflows.refs import DatasetRef, FolderRef, ShardsRef, TrainedRef
 
 # The DAG's node names, as a user reads them (one word per stage, the CLI verbs).
-LABELS = {"deduplicated": "dedup", "split": "split", "mixed": "mix", "exported": "export", "trained": "train",
+LABELS = {"dedup": "dedup", "split": "split", "mix": "mix", "export": "export", "trained": "train",
           "hf_model": "export hf", "evaluated": "eval", "report": "report"}
 
 
@@ -110,19 +111,19 @@ class StageProgress(NodeExecutionHook):
         counts = DatasetStore(Path(result.store_root)).manifest(result.ref).counts
         records = _total(counts, "records")
         before = sum(n for stage, n in self.records.items() if stage.endswith("_shards")) \
-            if node_name == "deduplicated" else self.records.get(_UPSTREAM.get(node_name, ""))
+            if node_name == "dedup" else self.records.get(_UPSTREAM.get(node_name, ""))
         self.records[node_name] = records
         moved = f"{before:,} -> {records:,} records" if before is not None else f"{records:,} records"
-        if node_name == "deduplicated":
+        if node_name == "dedup":
             duplicates = counts.get("duplicates") or {}
             return f"{moved} ({duplicates.get('exact', 0):,} exact, {duplicates.get('near', 0):,} near duplicates)" \
                    f" -> {result.ref}"
         if node_name == "split":
             return f"{moved}: {_by_split(counts, 'records')} -> {result.ref}"
-        if node_name == "exported":
+        if node_name == "export":
             tokens = _total(counts, "tokens")
             return f"{moved}, {tokens:,} tokens -> {result.blend_path()}"
         return f"{moved} -> {result.ref}"
 
 
-_UPSTREAM = {"split": "deduplicated", "mixed": "split", "exported": "mixed"}
+_UPSTREAM = {s.name: s.upstream for s in DATASET_STAGES.values() if s.upstream in DATASET_STAGES}

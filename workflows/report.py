@@ -140,7 +140,7 @@ def write_report(
               if (found := lineage.first_with_table(name)) is not None}
     uses = run_uses(head, runs_root, this_run)
     if metrics_file is None or eval_results is None:  # `logos report`: from the newest run that exported it
-        exported = [r for r in runs_using(head.ref, runs_root) if "exported" in r.stages_with(head.ref)]
+        exported = [r for r in runs_using(head.ref, runs_root) if "export" in r.stages_with(head.ref)]
         metrics_file = metrics_file or next(
             (m for r in exported if (m := r.metrics_file()) is not None and m.is_file()), None)
         eval_results = eval_results or next(

@@ -31,8 +31,7 @@ from workflows.workspace import Planned, Workspace
 
 # The stages that do work, in order ("ingested" only gathers the shards, so it is not listed).
 STAGES = (
-    *(f"{s}_shards" for s in dag.SOURCE_NAMES), "deduplicated", "split", "mixed", "exported",
-    "trained", "hf_model", "evaluated", "report",
+    *(f"{s}_shards" for s in dag.SOURCE_NAMES), *dag.DATASET_STAGES, "trained", "hf_model", "evaluated", "report",
 )
 FAIL_ENV = "LOGOS_FAIL_STAGE"
 
@@ -96,8 +95,7 @@ def stage_inputs(loaded: LoadedWorkflow, workspace: Workspace) -> dict[str, Any]
         settings["train"] = {**settings["train"], "init": {
             key: str((base_dir / value).resolve()) if value else value for key, value in init.items()}}
     return specs | {
-        "dedup_settings": settings["dedup"], "split_settings": settings["split"], "mix_settings": settings["mix"],
-        "export_settings": settings["export"], "train_settings": settings["train"],
+        **{f"{stage}_settings": settings[stage] for stage in dag.DATASET_STAGES}, "train_settings": settings["train"],
         "hf_export": settings["hf_export"], "eval_settings": settings["eval"], "report_enabled": settings["report"],
         "dataset_name": config.name, "code_version": code_version(), "workspace": workspace,
         "tokenizer_dir": resolve_tokenizer(config.tokenizer, base_dir, workspace.home),
@@ -144,7 +142,8 @@ def run_workflow(
     record = RunRecord(workspace.run_id, workflow, loaded.raw, loaded.sha256, str(Path(workspace.home) / "runs"))
     record.save()
     needs_ray = loaded.config.executor == "ray" or any(
-        steps.get(s) == "run" for s in STAGES if s.endswith("_shards") or s == "deduplicated"
+        steps.get(s) == "run" for s in STAGES
+        if s.endswith("_shards") or (s in dag.DATASET_STAGES and dag.DATASET_STAGES[s].resources.uses_ray)
     )
     from pipeline.ray_runtime import ray_session
     from workflows.progress import StageProgress

@@ -23,7 +23,7 @@ import shutil
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -86,9 +86,10 @@ def planning() -> Iterator[None]:
 
 
 def semantic_config(value: Any) -> Any:
-    """A config as JSON-able data without execution-only fields (they do not change results)."""
+    """A config as JSON-able data without execution-only fields (they do not change results): those named in
+    ``EXECUTION_FIELDS`` and dataclass fields marked ``metadata={"execution": True}``."""
     if hasattr(value, "__dataclass_fields__"):
-        value = asdict(value)
+        value = {f.name: getattr(value, f.name) for f in fields(value) if not f.metadata.get("execution")}
     if isinstance(value, dict):
         return {k: semantic_config(v) for k, v in value.items() if k not in EXECUTION_FIELDS}
     if isinstance(value, list | tuple):
@@ -223,8 +224,10 @@ def inherited_counts(inputs: Inputs) -> dict[str, Any]:
 def run_stage(
     store: DatasetStore, name: str, stage: str, specs: Sequence[str], config: dict[str, Any],
     compute: Callable[[Inputs, str, DatasetStore], StageOutput], run: dict[str, Any] | None = None,
+    on_compute: Callable[[], None] | None = None,
 ) -> StageRun:
-    """Reuse the version for (inputs, config, code, tokenizer) if registered, else compute and register it."""
+    """Reuse the version for (inputs, config, code, tokenizer) if registered, else compute and register it
+    (``on_compute`` is told first: a workflow records which stages did work)."""
     inputs = load_inputs(store, specs)
     tokenizer_hash = inputs.tokenizer_hash
     code = code_version()
@@ -234,6 +237,8 @@ def run_stage(
         return StageRun(existing, reused=True, version=version)
     if _PLANNING.get():
         return StageRun(None, reused=False, version=version)
+    if on_compute is not None:
+        on_compute()
     keep_tokenizer(store, inputs)
     output = compute(inputs, version, store)
     tables = {

@@ -1,21 +1,28 @@
-"""Real tokenized shards for the dataset-stage tests (dedup, split, mix, export, versions).
+"""Tokenized shards for the dataset-stage tests (dedup, split, mix, export, versions), made by the real sources.
 
-Built from the real files in tests/data with the grammar directly, laid out like the ingest engine's
-output (``OUT/records/*.parquet`` with ``SHARD_SCHEMA``, ``OUT/rejects/*.parquet``). Duplicates are
-planted across sources, and every planted pair is recorded in ``Shards.planted`` so the tests know
-what must be found without asking the code under test.
+Each source of ``pipeline.sources`` reads real files from tests/data, and ``pipeline.convert.convert_items``
+(the ingest engine's per-chunk conversion, without Ray) turns what it read into shard rows and rejects; they are
+laid out as the engine writes them (``OUT/records/*.parquet`` with ``SHARD_SCHEMA``, ``OUT/rejects/*.parquet``,
+``OUT/summary.json``). So the records carry what ingest writes today: metadata keys, years, group columns and
+dedup keys come from the sources themselves, never from this file.
+
+Duplicates are planted on top as further input files that the same sources read (a random SMILES and a
+tautomer of ChEMBL molecules, USPTO reactions with their reactants in another order, point mutants of a PDB
+protein, a crystal in another cell or relaxed elsewhere), and every planted pair is recorded in
+``Shards.planted`` so the tests know what must be found without asking the code under test. The molecule
+sources use the InChIKey as their exact-dedup key (``molecule_key: inchikey``, one choice for the whole
+dataset), so tautomers are duplicates.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-import gemmi
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -23,28 +30,18 @@ import pytest
 from rdkit import Chem
 from rdkit.Chem.MolStandardize import rdMolStandardize
 
-from grammar.complex import Complex
-from grammar.errors import GrammarError
 from grammar.formats import FORMATS
-from grammar.molecule import Molecule, inchikey
-from grammar.protein import Protein
-from grammar.reaction import Reaction
 from grammar.tokenizer import default_tokenizer
-from pipeline.records import (
-    REJECT_SCHEMA,
-    SHARD_SCHEMA,
-    Reject,
-    Sample,
-    SourceItem,
-    dedup_key,
-    reject_row,
-    shard_row,
-)
+from pipeline.convert import convert_items
+from pipeline.records import REJECT_SCHEMA, SHARD_SCHEMA
+from pipeline.sources import make_source
 
 DATA = Path(__file__).resolve().parents[1] / "data"
-N_EGFR = 400  # molecules taken from the EGFR set (of 5,568): enough scaffolds, fast to build
+N_EGFR = 400  # molecules taken from the EGFR set (of 5,568): enough scaffolds, fast to convert
 N_USPTO = 300  # reactions taken from the USPTO-50k sample
-PLANTED = "planted"  # the uri of rows this fixture wrote on purpose
+MOLECULE_KEY = {"molecule_key": "inchikey"}  # tautomers are one molecule (see the module docstring)
+PROTEIN_TASKS = {"tasks": ["protein", "complex_residue_smiles"]}  # proteins and their ligand complexes
+PLANTED_MUTANTS = (("lysozyme-mut1", (40,)), ("lysozyme-mut2", (17, 90)))  # point mutants of 1AKI:A
 
 
 @dataclass
@@ -58,123 +55,86 @@ class Planted:
 
 @dataclass
 class Shards:
-    root: Path  # an ingest-like output folder
+    root: Path  # an ingest output folder
     records: pl.DataFrame
     n_rejects: int
     planted: Planted
     uspto_rows: list[dict[str, str]]  # the USPTO rows used (for decontamination tests)
 
 
-def _item(source: str, uri: Path | str, locator: str) -> SourceItem:
-    return SourceItem(source, str(uri), locator, None)
+@dataclass
+class Ingested:
+    """What the real sources made of some inputs: shard rows and reject rows."""
+
+    records: list[pa.Table] = field(default_factory=list)
+    rejects: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, source_name: str, paths: list[Path], options: dict[str, Any] | None = None) -> pl.DataFrame:
+        source = make_source(source_name, options)
+        items = [item for path in paths for item in source.read(str(path))]
+        result = convert_items(source, default_tokenizer(), items)
+        self.rejects += result.rejects
+        table = result.records_table()
+        if table is None:
+            return pl.DataFrame(schema=pl.from_arrow(SHARD_SCHEMA.empty_table()).schema)
+        self.records.append(table)
+        return pl.from_arrow(table)
+
+    def write(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.concat_tables(self.records), path, compression="zstd")
 
 
-def _molecule_sample(smiles: str, source_id: str, **metadata) -> Sample:
-    molecule = Molecule.from_smiles(smiles, source_id)
-    key = dedup_key("molecule", inchikey(molecule.smiles) or molecule.smiles)
-    return Sample("molecule", "molecule", FORMATS["molecule"].write(molecule), source_id, key, metadata)
+def head_rows(path: Path, n: int, out: Path) -> Path:
+    """The header and first ``n`` rows of a CSV, as a file the sources read (the test data, cut short)."""
+    with path.open() as handle:
+        lines = [next(handle) for _ in range(n + 1)]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("".join(lines))
+    return out
 
 
-def molecule_samples(planted: Planted) -> Iterator[tuple[Sample, SourceItem]]:
-    chemreps = DATA / "chembl" / "chembl_30_chemreps_100.txt"
-    with chemreps.open() as handle:
-        for n, row in enumerate(csv.DictReader(handle, delimiter="\t")):
-            sample = _molecule_sample(row["canonical_smiles"], row["chembl_id"])
-            yield sample, _item("chembl", chemreps, f"row {n}")
-    egfr_path = DATA / "chembl" / "EGFR_compounds_teachopencadd.csv"
-    with egfr_path.open() as handle:
-        egfr = list(csv.DictReader(handle))[:N_EGFR]
-    for n, row in enumerate(egfr):
-        sample = _molecule_sample(row["smiles"], row["molecule_chembl_id"], pIC50=float(row["pIC50"]))
-        yield sample, _item("chembl", egfr_path, f"row {n}")
-    # The same molecules again from another source, written as random (non-canonical) SMILES.
-    for row in egfr[:5]:
-        rewritten = Chem.MolToRandomSmilesVect(Chem.MolFromSmiles(row["smiles"]), 1, randomSeed=7)[0]
-        source_id = f"smiles:{row['molecule_chembl_id']}:random"
-        yield _molecule_sample(rewritten, source_id), _item("smiles", PLANTED, "random SMILES")
-        planted.exact.append((row["molecule_chembl_id"], source_id))
-    # Tautomers: different canonical SMILES (so different text), same standard InChIKey.
+def planted_molecules(chembl: pl.DataFrame, planted: Planted, out: Path) -> Path:
+    """The same ChEMBL molecules as another source writes them: random (non-canonical) SMILES, and tautomers
+    (other canonical SMILES, so other text, with the same standard InChIKey)."""
+    smiles = {sid: FORMATS["molecule"].parse(text).smiles for sid, text in zip(chembl["source_id"], chembl["text"],
+                                                                                 strict=True)}
+    rows = []
+    for chembl_id in list(smiles)[:5]:
+        rewritten = Chem.MolToRandomSmilesVect(Chem.MolFromSmiles(smiles[chembl_id]), 1, randomSeed=7)[0]
+        rows.append((f"smiles:{chembl_id}:random", rewritten))
+        planted.exact.append((chembl_id, rows[-1][0]))
     enumerator = rdMolStandardize.TautomerEnumerator()
-    found = 0
-    for row in egfr:
-        mol = Chem.MolFromSmiles(row["smiles"])
-        canonical, key = Chem.MolToSmiles(mol), inchikey(Chem.MolToSmiles(mol))
-        for tautomer in enumerator.Enumerate(mol):
-            smiles = Chem.MolToSmiles(tautomer)
-            if smiles != canonical and inchikey(smiles) == key:
-                source_id = f"smiles:{row['molecule_chembl_id']}:tautomer"
-                yield _molecule_sample(smiles, source_id), _item("smiles", PLANTED, "tautomer")
-                planted.exact.append((row["molecule_chembl_id"], source_id))
-                found += 1
-                break
-        if found == 3:
+    for chembl_id, canonical in smiles.items():
+        mol = Chem.MolFromSmiles(canonical)
+        key = Chem.MolToInchiKey(mol)
+        tautomer = next((s for t in enumerator.Enumerate(mol) if (s := Chem.MolToSmiles(t)) != Chem.MolToSmiles(mol)
+                         and Chem.MolToInchiKey(t) == key), None)
+        if tautomer is not None:
+            rows.append((f"smiles:{chembl_id}:tautomer", tautomer))
+            planted.exact.append((chembl_id, rows[-1][0]))
+        if sum(sid.endswith(":tautomer") for sid, _ in rows) == 3:
             break
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "smiles"])
+        writer.writerows(rows)
+    return out
 
 
-def _reaction_samples(reaction: Reaction, source_id: str, metadata: dict) -> Iterator[Sample]:
-    reactants, products = (".".join(m.smiles for m in ms) for ms in (reaction.reactants, reaction.products))
-    key = dedup_key("reaction", f"{reactants}>>{products}")
-    for task in ("react", "reverse_react"):
-        yield Sample("reaction", task, FORMATS[task].write(reaction), source_id, key, metadata)
-
-
-def uspto_rows() -> list[dict[str, str]]:
-    with (DATA / "uspto" / "USPTO_50K_sample.csv").open() as handle:
-        return list(csv.DictReader(handle))[:N_USPTO]
-
-
-def reaction_samples(planted: Planted, rows: list[dict[str, str]]) -> Iterator[tuple[Sample, SourceItem]]:
-    path = DATA / "uspto" / "USPTO_50K_sample.csv"
-    for n, row in enumerate(rows):
-        patent = row["id"]
-        # Application publications (US2009...) carry their year; grants do not.
-        metadata = {"patent": patent, "class": int(row["class"])}
-        if patent[2:6].isdigit() and patent.startswith("US") and len(patent) > 12:
-            metadata["year"] = int(patent[2:6])
-        reaction = Reaction.from_reaction_smiles(row["reactants>reagents>production"])
-        for sample in _reaction_samples(reaction, f"{patent}#{n}", metadata):
-            yield sample, _item("uspto", path, f"row {n}")
-    # The same reactions from another dump, without atom maps and with reactants reordered.
-    for n, row in enumerate(rows[:3]):
-        reactants, _, products = row["reactants>reagents>production"].split(">")
-        unmapped = [Chem.MolToSmiles(_unmapped(s)) for s in reactants.split(".")]
-        text = ".".join(reversed(unmapped)) + ">>" + Chem.MolToSmiles(_unmapped(products))
-        reaction = Reaction.from_reaction_smiles(text)
-        source_id = f"lowe:{row['id']}#{n}"
-        for sample in _reaction_samples(reaction, source_id, {"patent": row["id"]}):
-            yield sample, _item("uspto", PLANTED, "reordered reaction")
-        planted.exact.append((f"{row['id']}#{n}", source_id))
-
-
-def _unmapped(smiles: str) -> Chem.Mol:
-    mol = Chem.MolFromSmiles(smiles)
-    for atom in mol.GetAtoms():
-        atom.SetAtomMapNum(0)
-    return mol
-
-
-def protein_entities() -> Iterator[tuple[str, Path, str] | Reject]:
-    """(entry_entity id, file, one-letter sequence) for every protein entity, or a Reject per bad file."""
-    paths = sorted((DATA / "pdb" / "mmcif").glob("*.cif*")) + sorted((DATA / "pdb" / "legacy_pdb").glob("*"))
-    for path in paths:
-        try:
-            structure = gemmi.read_structure(str(path))
-        except (RuntimeError, ValueError) as exc:
-            yield Reject("pdb", str(path), "file", "read", "unreadable_structure", str(exc))
-            continue
-        structure.setup_entities()
-        for entity in structure.entities:
-            if entity.polymer_type != gemmi.PolymerType.PeptideL:
-                continue
-            names = entity.full_sequence or [r.name for r in structure[0][entity.subchains[0]]]
-            sequence = gemmi.one_letter_code(names).upper().replace("-", "X")
-            if len(sequence) >= 3:  # the altloc edge case has a two-residue stub
-                yield f"{path.name.split('.')[0]}_{entity.name}", path, sequence
-
-
-def _protein_sample(protein: Protein, source_id: str) -> Sample:
-    key = dedup_key("protein", "/".join(c.sequence for c in protein.chains))
-    return Sample("protein", "protein", FORMATS["protein"].write(protein), source_id, key, {})
+def planted_reactions(rows: list[dict[str, str]], planted: Planted, out: Path) -> Path:
+    """The first USPTO reactions again, as another dump writes them: reactants in reverse order."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "class", "reactants>reagents>production"])
+        for n, row in enumerate(rows[:3], start=1):
+            reactants, reagents, products = row["reactants>reagents>production"].split(">")
+            reordered = ".".join(reversed(reactants.split(".")))
+            writer.writerow([f"lowe-{row['id']}", row["class"], f"{reordered}>{reagents}>{products}"])
+            planted.exact.append((f"{row['id']}:row {n}", f"lowe-{row['id']}:row {n}"))
+    return out
 
 
 def point_mutant(sequence: str, positions: tuple[int, ...]) -> str:
@@ -184,98 +144,82 @@ def point_mutant(sequence: str, positions: tuple[int, ...]) -> str:
     return "".join(residues)
 
 
-def protein_samples(planted: Planted, rejects: list[Reject]) -> Iterator[tuple[Sample, SourceItem]]:
-    sequences: dict[str, str] = {}
-    for entry in protein_entities():
-        if isinstance(entry, Reject):
-            rejects.append(entry)
-            continue
-        source_id, path, sequence = entry
-        sequences[source_id] = sequence
-        yield _protein_sample(Protein.from_sequences(sequence), source_id), _item("pdb", path, "entity")
-    lysozyme = sequences["1aki_1"]
-    for name, positions in (("1aki_1:mut1", (40,)), ("1aki_1:mut2", (17, 90))):
-        yield _protein_sample(Protein.from_sequences(point_mutant(lysozyme, positions)), name), _item(
-            "pdb", PLANTED, "point mutant"
-        )
-        planted.near.append(("1aki_1", name))
-    planted.homologs.append(("1hvr_A", "1k6p_1"))  # HIV-1 protease, 91% identical
-    # Constructed complexes: real proteins with a real EGFR ligand; the pairing is made up. The split
-    # tests only need a complex to follow its protein's cluster.
-    ligand = Molecule.from_smiles("CCOc1cc2ncnc(Nc3cccc(Br)c3)c2cc1OCC")
-    for protein_id in ("1k6p_1", "1hvr_A"):
-        complex_ = Complex(Protein.from_sequences(sequences[protein_id]), ligand)
-        text = FORMATS["complex_residue_smiles"].write(complex_)
-        canonical = f"{sequences[protein_id]}|{inchikey(ligand.smiles)}|"
-        key = dedup_key("complex", canonical)
-        yield Sample("complex", "complex_residue_smiles", text, f"{protein_id}+egfr", key, {}), _item(
-            "pdb", PLANTED, "constructed complex"
-        )
+def planted_mutants(pdb: pl.DataFrame, planted: Planted, out: Path) -> Path:
+    """Point mutants of hen lysozyme (1AKI:A) as a FASTA file; the natural homologs are recorded too."""
+    text = pdb.filter((pl.col("source_id") == "1AKI:A") & (pl.col("task") == "protein"))["text"].item()
+    lysozyme = "".join(chain.sequence for chain in FORMATS["protein"].parse(text).chains)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("".join(f">{name} hen lysozyme point mutant\n{point_mutant(lysozyme, positions)}\n"
+                           for name, positions in PLANTED_MUTANTS))
+    planted.homologs.append(("1HVR:A", "1K6P:A"))  # HIV-1 protease, 91% identical
+    return out
 
 
-def material_samples(planted: Planted, rejects: list[Reject]) -> Iterator[tuple[Sample, SourceItem]]:
-    """Crystals from the pymatgen Structure JSONs, as the mp source writes them."""
+def planted_crystals(out: Path) -> list[Path]:
+    """TiO2 in its conventional cell, and LiFePO4 relaxed elsewhere (cell 1.5% larger, so other text), as
+    pymatgen Structure JSON files the mp source reads."""
     from pymatgen.core import Structure
     from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
-    from grammar.material import Crystal
-    from pipeline.records import material_group_key
-
-    for path in sorted((DATA / "mp" / "structures").glob("*.json")):
-        structure = Structure.from_dict(json.loads(path.read_text()))
-        variants = [("", structure)]
-        if path.stem == "TiO2":  # the same crystal again, in its conventional cell
-            variants.append((":conventional", SpacegroupAnalyzer(structure).get_conventional_standard_structure()))
-        if path.stem == "LiFePO4":  # the same crystal relaxed elsewhere: cell 1.5% larger, so other text
-            strained = structure.copy()
-            strained.scale_lattice(structure.volume * 1.015**3)
-            variants.append((":strained", strained))
-        for suffix, variant in variants:
-            try:
-                crystal = Crystal.from_structure(variant)
-            except GrammarError as exc:  # e.g. partial occupancies: a reject, as the ingest engine makes
-                rejects.append(Reject("mp", str(path), "structure", "convert", exc.reason_code, str(exc)))
-                continue
-            text = FORMATS["material"].write(crystal)
-            group = int(re.search(r"<sg(\d+)>", text).group(1))  # the space group the grammar found
-            key = material_group_key(variant.composition.reduced_formula, group)
-            sample = Sample("material", "material", text, f"{path.stem}{suffix}", key, {})
-            yield sample, _item("mp", path, "structure")
-            if suffix:
-                planted.exact.append((path.stem, f"{path.stem}{suffix}"))
+    structures = DATA / "mp" / "structures"
+    titania = Structure.from_dict(json.loads((structures / "TiO2.json").read_text()))
+    olivine = Structure.from_dict(json.loads((structures / "LiFePO4.json").read_text()))
+    strained = olivine.copy()
+    strained.scale_lattice(olivine.volume * 1.015**3)
+    variants = {"TiO2_conventional": SpacegroupAnalyzer(titania).get_conventional_standard_structure(),
+                "LiFePO4_strained": strained}
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, structure in variants.items():
+        paths.append(out / f"{name}.json")
+        paths[-1].write_text(json.dumps(structure.as_dict()))
+    return paths
 
 
-def build_table(samples: list[tuple[Sample, SourceItem]]) -> pa.Table:
-    ids = default_tokenizer().encode_batch([s.text for s, _ in samples])
-    rows = [shard_row(sample, item, tokens) for (sample, item), tokens in zip(samples, ids, strict=True)]
-    return pa.Table.from_pylist(rows, schema=SHARD_SCHEMA)
+def uspto_rows() -> list[dict[str, str]]:
+    with (DATA / "uspto" / "USPTO_50K_sample.csv").open() as handle:
+        return list(csv.DictReader(handle))[:N_USPTO]
 
 
-def write_ingest_output(root: Path) -> Shards:
-    planted, rejects = Planted(), []
-    rows = uspto_rows()
-    groups = {
-        "molecules": list(molecule_samples(planted)),
-        "reactions": list(reaction_samples(planted, rows)),
-        "proteins": list(protein_samples(planted, rejects)),
-        "materials": list(material_samples(planted, rejects)),
-    }
-    (root / "records").mkdir(parents=True)
+def write_ingest_output(root: Path, inputs: Path) -> Shards:
+    planted, rows = Planted(), uspto_rows()
+    molecules, reactions, proteins, materials = Ingested(), Ingested(), Ingested(), Ingested()
+    chembl = molecules.add("chembl", [DATA / "chembl" / "chembl_30_chemreps_100.txt"], MOLECULE_KEY)
+    egfr = head_rows(DATA / "chembl" / "EGFR_compounds_teachopencadd.csv", N_EGFR, inputs / "egfr.csv")
+    molecules.add("smiles", [egfr], {"column": "smiles", "id_column": "molecule_chembl_id", **MOLECULE_KEY})
+    molecules.add("smiles", [planted_molecules(chembl, planted, inputs / "planted" / "molecules.csv")],
+                  {"column": "smiles", "id_column": "id", **MOLECULE_KEY})
+    uspto = head_rows(DATA / "uspto" / "USPTO_50K_sample.csv", N_USPTO, inputs / "uspto_50k.csv")
+    reactions.add("uspto", [uspto, planted_reactions(rows, planted, inputs / "planted" / "reactions.csv")])
+    structures = sorted((DATA / "pdb" / "mmcif").glob("*.cif*")) + sorted((DATA / "pdb" / "legacy_pdb").glob("*"))
+    pdb = proteins.add("pdb", structures, PROTEIN_TASKS)
+    mutants = proteins.add("uniprot", [planted_mutants(pdb, planted, inputs / "planted" / "mutants.fasta")])
+    planted.near += [("1AKI:A", source_id) for source_id in mutants["source_id"]]
+    crystals = planted_crystals(inputs / "planted" / "crystals")
+    made = materials.add("mp", sorted((DATA / "mp" / "structures").glob("*.json")) + crystals)
+    for path in crystals:  # the id the source gave the original (the file's material id, else its name)
+        original = made.filter(pl.col("source_uri").str.ends_with(f"/{path.stem.split('_')[0]}.json"))["source_id"]
+        planted.exact.append((original.item(), path.stem))
+    for name, ingested in (("molecules", molecules), ("reactions", reactions), ("proteins", proteins),
+                           ("materials", materials)):
+        ingested.write(root / "records" / f"{name}.parquet")
+    rejects = [r for ingested in (molecules, reactions, proteins, materials) for r in ingested.rejects]
     (root / "rejects").mkdir()
-    tables = []
-    for name, samples in groups.items():
-        if samples:
-            table = build_table(samples)
-            pq.write_table(table, root / "records" / f"{name}.parquet")
-            tables.append(table)
-    reject_table = pa.Table.from_pylist([reject_row(r) for r in rejects], schema=REJECT_SCHEMA)
-    pq.write_table(reject_table, root / "rejects" / "rejects.parquet")
-    summary = {"records": sum(t.num_rows for t in tables), "rejects": len(rejects)}
-    (root / "summary.json").write_text(json.dumps(summary))
-    return Shards(root, pl.from_arrow(pa.concat_tables(tables)), len(rejects), planted, rows)
+    pq.write_table(pa.Table.from_pylist(rejects, schema=REJECT_SCHEMA), root / "rejects" / "rejects.parquet")
+    records = pl.concat([pl.read_parquet(p) for p in sorted((root / "records").glob("*.parquet"))])
+    (root / "summary.json").write_text(json.dumps({"records": records.height, "rejects": len(rejects)}))
+    return Shards(root, records, len(rejects), planted, rows)
+
+
+def iter_planted(shards: Shards) -> Iterator[str]:
+    for pairs in (shards.planted.exact, shards.planted.near, shards.planted.homologs):
+        for pair in pairs:
+            yield from pair
 
 
 @pytest.fixture(scope="session")
 def shards(tmp_path_factory: pytest.TempPathFactory) -> Shards:
-    return write_ingest_output(tmp_path_factory.mktemp("ingest"))
-
+    made = write_ingest_output(tmp_path_factory.mktemp("ingest"), tmp_path_factory.mktemp("inputs"))
+    missing = sorted(set(iter_planted(made)) - set(made.records["source_id"]))
+    assert not missing, f"planted records the sources did not make: {missing}"
+    return made

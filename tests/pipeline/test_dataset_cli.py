@@ -53,7 +53,7 @@ def test_dedup_split_mix_export_and_inspect(shards, tmp_path, capsys):
 
     code, out, _ = run(capsys, "datasets", "list", "--json", *store)
     listed = {row["dataset"].split("@")[0]: row for row in json.loads(out)}
-    assert set(listed) == {"d", "d-stream", "s", "m", "e"} and listed["e"]["stage"] == "export_megatron"
+    assert set(listed) == {"d", "d-stream", "s", "m", "e"} and listed["e"]["stage"] == "export"
     assert listed["d"]["dataset"].split("@")[1] == listed["d-stream"]["dataset"].split("@")[1]  # same version id
     code, out, _ = run(capsys, "datasets", "list", *store)
     assert code == 0 and len(out.strip().splitlines()) == 5

@@ -86,13 +86,13 @@ def test_kept_rule_is_deterministic_and_follows_source_priority(shards):
 
 def test_crystal_groups_use_the_structure_matcher(shards):
     result = exact_dedup(ExactDedupConfig(), shards.records)
-    strained = result.duplicates.filter(pl.col("source_id") == "LiFePO4:strained")
+    strained = result.duplicates.filter(pl.col("source_id") == "LiFePO4_strained")
     assert strained["duplicate_of_source_id"].to_list() == ["LiFePO4"]
     texts = dict(zip(shards.records["source_id"], shards.records["text"], strict=True))
-    assert texts["LiFePO4"] != texts["LiFePO4:strained"]  # different text: only the matcher can tell
+    assert texts["LiFePO4"] != texts["LiFePO4_strained"]  # different text: only the matcher can tell
     # With matching off, the group key alone decides (the documented coarse mode).
     coarse = exact_dedup(ExactDedupConfig(match_structures=False), shards.records)
-    assert "LiFePO4:strained" in set(coarse.duplicates["source_id"])
+    assert "LiFePO4_strained" in set(coarse.duplicates["source_id"])
 
 
 def test_streaming_path_matches_the_in_memory_path(shards, tmp_path):

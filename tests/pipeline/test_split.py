@@ -75,9 +75,13 @@ def check_protein_families(records: pl.DataFrame, shards) -> None:
     for a, b in shards.planted.near + shards.planted.homologs:
         if a in where and b in where:
             assert where[a] == where[b], (a, b)
-    # Complexes go with their protein's cluster.
-    for complex_id in ("1k6p_1+egfr", "1hvr_A+egfr"):
-        assert where[complex_id] == where[complex_id.split("+")[0]]
+    # A complex (the pdb source's ENTRY:CHAIN:RESIDUE:LIGAND) goes with a protein of its entry.
+    complexes = records.filter(pl.col("domain") == "complex")["source_id"].to_list()
+    assert {c.split(":")[0] for c in complexes} >= {"1K6P", "1HVR"}
+    for complex_id in complexes:
+        entry = complex_id.split(":")[0]
+        proteins = [s for s in where if s.startswith(f"{entry}:") and s.count(":") == 1]
+        assert any(where[p] == where[complex_id] for p in proteins), (complex_id, proteins)
     one_split_per(records.filter(pl.col("domain").is_in(["protein", "complex"])), "group")
 
 
@@ -94,8 +98,8 @@ def test_protein_clusters_with_mmseqs(deduped, shards):
     check_protein_families(result.records, shards)
     proteins = result.records.filter(pl.col("domain") == "protein")
     groups = dict(zip(proteins["source_id"], proteins["group"], strict=True))
-    assert groups["1hvr_A"] == groups["1k6p_1"]  # HIV-1 protease variants, 91% identical
-    assert groups["1aki_1"] != groups["1k6p_1"]  # lysozyme is not a protease
+    assert groups["1HVR:A"] == groups["1K6P:A"]  # HIV-1 protease variants, 91% identical
+    assert groups["1AKI:A"] != groups["1K6P:A"]  # lysozyme is not a protease
 
 
 def test_assignment_is_stable_under_shuffling_and_subsetting(split, deduped):
@@ -162,7 +166,7 @@ def test_time_split_sends_groups_by_their_earliest_year(deduped):
 def test_bad_records_and_entries_are_named(deduped):
     bad_text = pl.when(pl.int_range(3) == 1).then(pl.lit("<MoleculeS>C1CC<MoleculeE>")).otherwise(pl.col("text"))
     molecules = deduped.filter(pl.col("task") == "molecule").head(3)
-    broken = molecules.with_columns(text=bad_text)
+    broken = molecules.with_columns(text=bad_text, split_group=pl.lit(""))  # no ingest group: read from the text
     bad_id = broken["content_id"][1]
     with pytest.raises(SplitError, match=bad_id):
         assign_splits(MINHASH, broken)

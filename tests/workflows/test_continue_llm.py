@@ -35,7 +35,7 @@ def test_continue_llm_runs_end_to_end(tmp_path):
     outcome = run_workflow("continue_llm", [f"home={tmp_path / 'home'}", f"tokenizer.base={base}",
                                             f"train.init.hf={base}", *TINY])
     assert outcome.record.status == "succeeded"
-    trained, exported = outcome.results["trained"], outcome.results["exported"]
+    trained, exported = outcome.results["trained"], outcome.results["export"]
     records = [json.loads(line) for line in Path(trained.metrics_path).read_text().splitlines()]
     assert records[0]["kind"] == "init"
     losses = [r["loss"] for r in records if r["kind"] == "train"]

@@ -39,7 +39,7 @@ def test_workflow_with_storage_credentials_writes_and_prints_none(tmp_path):
     home = tmp_path / "home"
     workflow = tmp_path / "secrets.yaml"
     workflow.write_text(yaml.safe_dump({
-        "name": "secrets", "home": str(home), "targets": ["deduplicated"], "report": False,
+        "name": "secrets", "home": str(home), "targets": ["dedup"], "report": False,
         "ingest": {"sources": {"chembl": {
             "inputs": [str(REPO / "tests/data/chembl/chembl_30_chemreps_100.txt")],
             "options": {"storage_options": {"key": ACCESS_KEY, "secret": SECRET}},

@@ -184,7 +184,7 @@ def assert_one_line_error(done: subprocess.CompletedProcess, *phrases: str) -> N
 def test_workflow_and_training_launch_on_a_token_auth_cluster(cluster, tmp_path):
     env = client_env(cluster, tmp_path / "user")
     home = tmp_path / "home"
-    ran = logos("run", "demo", "--set", "targets=[exported]", "--set", f"home={home}", "--ray-address",
+    ran = logos("run", "demo", "--set", "targets=[export]", "--set", f"home={home}", "--ray-address",
                 cluster.address, env=env)
     assert ran.returncode == 0, ran.stderr[-3000:]
     record = json.loads(next((home / "runs").glob("*/run.json")).read_text())

@@ -61,7 +61,7 @@ def number(text: str) -> int:
 
 def test_counts_tables_match_the_stages_manifest_counts(demo):
     home, outcome = demo
-    manifest = DatasetStore(home / "datasets").manifest(outcome.results["exported"].ref)
+    manifest = DatasetStore(home / "datasets").manifest(outcome.results["export"].ref)
     counts = {row["domain"]: row for row in tables_of(Path(outcome.results["report"].path) / "index.html")["counts"]}
     for what in ("records", "tokens"):  # the stage counted these when it wrote the version
         for split, by_domain in manifest.counts[what].items():
@@ -97,9 +97,9 @@ def test_lineage_names_the_run_that_made_a_version_and_only_the_runs_that_used_i
     assert (first.record.run_id, "made it") in [(r["run"], r["this version"]) for r in made_here]
 
     # Another mixture of the same split: a new exported version, the split version found made.
-    other = run_workflow("demo", [f"home={home}", "targets=[exported]", "mix.temperature=3.0"])
+    other = run_workflow("demo", [f"home={home}", "targets=[export]", "mix.temperature=3.0"])
     assert other.results["split"].ref == first.results["split"].ref
-    assert other.results["exported"].ref != first.results["exported"].ref
+    assert other.results["export"].ref != first.results["export"].ref
 
     def report(ref: str) -> dict[str, list[dict[str, str]]]:  # as `logos report` writes it
         return tables_of(write_report(store, ref, tmp_path / ref.replace("@", "_"), runs_root=home / "runs"))
@@ -108,11 +108,11 @@ def test_lineage_names_the_run_that_made_a_version_and_only_the_runs_that_used_i
         return {r["run"]: r["this version"] for r in tables["runs"]}
 
     first_id, other_id = first.record.run_id, other.record.run_id
-    trained_on = report(first.results["exported"].ref)
+    trained_on = report(first.results["export"].ref)
     assert runs(trained_on).get(first_id) == "made it"
     assert other_id not in runs(trained_on)  # it shares an ancestor, not this version
     assert {"training", "validation", "metrics"} <= set(trained_on)  # found through the run that trained on it
-    only_exported = report(other.results["exported"].ref)
+    only_exported = report(other.results["export"].ref)
     assert runs(only_exported) == {other_id: "made it"} and "training" not in only_exported
     split = runs(report(first.results["split"].ref))
     assert split[first_id] == "made it" and split[other_id] == "reused it (cache hit)"

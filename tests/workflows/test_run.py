@@ -11,7 +11,7 @@ from pipeline.versions import DatasetStore
 from workflows.runner import FAIL_ENV, run_workflow
 from workflows.workspace import InjectedFailure
 
-DATA_STAGES = ["targets=[exported]"]  # everything up to the Megatron export, no training
+DATA_STAGES = ["targets=[export]"]  # everything up to the Megatron export, no training
 
 # ``demo`` (one run of the whole demo DAG, shared with test_report.py) is in conftest.py.
 
@@ -19,9 +19,9 @@ DATA_STAGES = ["targets=[exported]"]  # everything up to the Megatron export, no
 def test_demo_runs_end_to_end(demo):
     home, outcome = demo
     assert outcome.record.status == "succeeded"
-    assert set(outcome.executed) >= {"pdb_shards", "chembl_shards", "mp_shards", "uspto_shards", "deduplicated",
-                                     "split", "mixed", "exported", "trained", "hf_model", "report"}
-    exported, trained = outcome.results["exported"], outcome.results["trained"]
+    assert set(outcome.executed) >= {"pdb_shards", "chembl_shards", "mp_shards", "uspto_shards", "dedup",
+                                     "split", "mix", "export", "trained", "hf_model", "report"}
+    exported, trained = outcome.results["export"], outcome.results["trained"]
     blend = json.loads(exported.blend_path().read_text())
     assert set(blend["splits"]["train"]["domains"]) == {"protein", "pocket", "complex", "molecule", "reaction",
                                                         "material", "antibody"}
@@ -42,7 +42,7 @@ def test_demo_evaluates_the_tiny_model_on_every_task(demo):
     assert "evaluated" in outcome.executed
     results = json.loads((Path(outcome.results["evaluated"].path) / "results.json").read_text())
     assert set(results["tasks"]) == set(TASK_NAMES) and results["config"]["limit"] == 3
-    assert results["dataset"]["ref"] == outcome.results["exported"].ref
+    assert results["dataset"]["ref"] == outcome.results["export"].ref
     assert results["tasks"]["perplexity"]["metrics"]["all"]["count"] > 0
     curves = json.loads((Path(outcome.results["evaluated"].path) / "curves.json").read_text())
     assert [s["step"] for s in curves["steps"]] == [15, 30]  # the demo checkpoints every 15 of 30 steps
@@ -63,7 +63,7 @@ def test_exported_model_loads_with_transformers(demo):
 def test_second_run_is_all_cache_hits(demo):
     home, first = demo
     again = run_workflow("demo", [f"home={home}"])
-    assert again.executed == [] and again.results["exported"].ref == first.results["exported"].ref
+    assert again.executed == [] and again.results["export"].ref == first.results["export"].ref
 
 
 def test_failed_run_resumes_without_redoing_finished_stages(demo, tmp_path, monkeypatch):
@@ -76,20 +76,20 @@ def test_failed_run_resumes_without_redoing_finished_stages(demo, tmp_path, monk
 
     monkeypatch.delenv(FAIL_ENV)
     resumed = run_workflow("demo", [f"home={home}", *DATA_STAGES])
-    assert resumed.executed == ["exported", "mixed", "split"]  # ingest and dedup were cache hits
+    assert resumed.executed == ["export", "mix", "split"]  # ingest and dedup were cache hits
     # Same outputs as the uninterrupted run: the same content-addressed versions and exported files.
-    reference = demo[1].results["exported"]
-    assert resumed.results["exported"].ref == reference.ref
-    assert json.loads(resumed.results["exported"].blend_path().read_text()) == json.loads(
+    reference = demo[1].results["export"]
+    assert resumed.results["export"].ref == reference.ref
+    assert json.loads(resumed.results["export"].blend_path().read_text()) == json.loads(
         reference.blend_path().read_text())
 
     changed = run_workflow("demo", [f"home={home}", *DATA_STAGES, "mix.temperature=1.0"])
-    assert changed.executed == ["exported", "mixed"]  # only the changed stage and what depends on it
+    assert changed.executed == ["export", "mix"]  # only the changed stage and what depends on it
     assert changed.results["split"].ref == resumed.results["split"].ref
-    assert changed.results["exported"].ref != resumed.results["exported"].ref
+    assert changed.results["export"].ref != resumed.results["export"].ref
 
     resplit = run_workflow("demo", [f"home={home}", *DATA_STAGES, "split.config.salt=other"])
-    assert resplit.executed == ["exported", "mixed", "split"]
+    assert resplit.executed == ["export", "mix", "split"]
 
 
 def test_stage_whose_output_vanished_runs_again(demo, tmp_path):
@@ -103,7 +103,7 @@ def test_stage_whose_output_vanished_runs_again(demo, tmp_path):
 def test_stages_run_on_rays_adapter(demo, capsys):
     home, _ = demo
     outcome = run_workflow("demo", [f"home={home}", *DATA_STAGES, "executor=ray", "mix.temperature=5.0"])
-    assert outcome.executed == ["exported", "mixed"] and outcome.results["exported"].is_valid()
+    assert outcome.executed == ["export", "mix"] and outcome.results["export"].is_valid()
     lines = capsys.readouterr().err.splitlines()  # the stage lines are written on the driver, after the stages
     assert any(line.startswith("mix ") and line.endswith("[ran on Ray]") for line in lines), lines
     assert any(line.startswith("dedup ") and line.endswith("[cached]") for line in lines), lines

@@ -9,7 +9,7 @@ from workflows.refs import DatasetRef, FolderRef, TrainedRef
 
 def test_each_output_is_named_as_it_opens(tmp_path):
     results = {
-        "exported": DatasetRef(str(tmp_path / "datasets"), "demo", "abc123", "export_megatron",
+        "export": DatasetRef(str(tmp_path / "datasets"), "demo", "abc123", "export",
                                {"blend": "demo/files/abc123/blend.json"}),
         "trained": TrainedRef(str(tmp_path / "run"), str(tmp_path / "run/checkpoints/iter_0000030"), 30, 5.25,
                               str(tmp_path / "run/metrics.jsonl")),

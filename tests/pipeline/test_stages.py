@@ -1,0 +1,65 @@
+"""The dataset-stage registry: one name per stage everywhere, typed configs whose typos are errors."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from pipeline.options import ConfigError, from_mapping
+from pipeline.stages import REGISTRY, SplitSettings
+from workflows.cli import build_parser, main
+
+
+def test_each_stage_has_one_name_in_the_dag_the_cli_and_the_targets():
+    from hamilton import driver
+
+    from workflows import dag
+    from workflows.config import TARGETS
+
+    assert list(REGISTRY) == ["dedup", "split", "mix", "export"]
+    nodes = {v.name: v for v in driver.Builder().with_modules(dag).build().list_available_variables()}
+    for stage in REGISTRY.values():
+        assert stage.name in TARGETS
+        assert stage.upstream in nodes[stage.name].required_dependencies  # the DAG edge the stage declares
+        assert f"{stage.name}_settings" in nodes[stage.name].required_dependencies
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+    assert {"dedup", "split", "mix"} <= set(commands)
+    formats = next(a for a in commands["export"]._actions if isinstance(a, argparse._SubParsersAction)).choices
+    assert "megatron" in formats
+
+
+def test_a_typo_in_a_choice_names_the_field_and_the_allowed_values():
+    with pytest.raises(ConfigError) as caught:
+        from_mapping(SplitSettings, {"config": {"proteins": {"method": "mmseq"}}}, path="split")
+    message = str(caught.value)
+    assert "split.config.proteins.method" in message and "'mmseq'" in message
+    assert all(repr(choice) in message for choice in ("auto", "mmseqs", "minhash"))
+    # The same through a workflow config and through the CLI (argparse choices from the same Literal).
+    from workflows.config import load_workflow
+
+    with pytest.raises(ConfigError, match=r"split\.config\.proteins\.method: 'mmseq' is not one of"):
+        load_workflow("demo", ["split.config.proteins.method=mmseq"])
+    with pytest.raises(SystemExit) as exit_code:
+        main(["split", "d", "--protein-clustering", "mmseq"])
+    assert exit_code.value.code == 2
+
+
+def test_cli_flags_set_the_config_defaults_come_from_the_dataclass(capsys):
+    from pipeline.dataset_cli import _stage_config
+    from pipeline.near_dedup import NearDedupConfig
+
+    parser = build_parser()
+    args = parser.parse_args(["dedup", "in", "--near-domains", "all", "--source-priority", "smiles, chembl",
+                              "--bucket-rows", "300"])
+    config = _stage_config(REGISTRY["dedup"], args)
+    assert config.near.domains is None and config.near.threshold == NearDedupConfig().threshold
+    assert config.exact.source_priority == config.near.source_priority == ("smiles", "chembl")
+    assert config.streaming is not None and config.streaming.bucket_rows == 300
+    assert _stage_config(REGISTRY["dedup"], parser.parse_args(["dedup", "in", "--no-near"])).near is None
+    split = _stage_config(REGISTRY["split"], parser.parse_args(["split", "in", "--time-split", "2012:2015",
+                                                                "--fractions", "0.8,0.1,0.1"]))
+    assert (split.config.time_split.valid_from, split.config.time_split.test_from) == (2012, 2015)
+    assert split.config.fractions == (0.8, 0.1, 0.1)
+    code = main(["mix", "in", "--temperature", "warm", "--store", "/nonexistent"])
+    assert code == 2 and "mix.temperature" in capsys.readouterr().err
