@@ -374,10 +374,12 @@ RESIDUE_BYTES[np.frombuffer(RESIDUE_ALPHABET.encode(), np.uint8)] = True
 
 # Block path: the fields of standard UniProtKB headers, found by one ``findall`` over the block's joined headers
 # (module docstring): one match per line, the groups empty for a line of another style. A header takes this way
-# only if ``_templated`` confirms that ``fasta_header`` would read the same values from it.
+# only if ``_templated`` confirms that ``fasta_header`` would read the same values from it. No text value may hold
+# "=" (a header whose does goes the per-record way), so no value can hide a tag ``_tagged_fields`` would split at:
+# every " OS=", " OX=", " GN=", " PE=", " SV=" of a matching line is one the pattern consumed.
 _NUMBER = r"[1-9][0-9]*"  # no leading zero, which int() would drop
 UNIPROTKB_LINE = re.compile(
-    rf"^(?:(sp|tr)\|([^|\s]+)\|(\S+) ([^\n]+?) OS=([^=\n]+) OX=({_NUMBER})(?: GN=([^=\n]+))? PE=({_NUMBER}) "
+    rf"^(?:(sp|tr)\|([^|\s]+)\|(\S+) ([^=\n]+) OS=([^=\n]+) OX=({_NUMBER})(?: GN=([^=\n]+))? PE=({_NUMBER}) "
     rf"SV=({_NUMBER})|[^\n]*)$", re.MULTILINE)
 JSON_ESCAPED = re.compile(r'[^ -~]|["\\]')  # a character json.dumps (ensure_ascii) writes escaped
 CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")  # JSON_ESCAPED's characters besides '"', '\\', non-ASCII; not \n
@@ -388,14 +390,10 @@ def _written_as_is(text: str) -> bool:
     return text.isascii() and '"' not in text and "\\" not in text and not CONTROL.search(text)
 
 
-def _templated(headers: str, tags: int) -> bool:
-    """Whether the UNIPROTKB_LINE values of ``headers`` (joined lines, ``tags`` tags in all) are those of
-    ``fasta_header``: no value with outer spaces (``_tagged_fields`` strips them), which needs a double space or
-    a space after "="; no tag inside a value (it would split there), which would make more tags than matched."""
-    return "  " not in headers and "= " not in headers and sum(map(headers.count, UNIPROTKB_TAGS)) == tags
-
-
-UNIPROTKB_TAGS = (" OS=", " OX=", " GN=", " PE=", " SV=")  # what UNIPROTKB_FIELDS splits at (none overlaps another)
+def _templated(headers: str) -> bool:
+    """Whether the UNIPROTKB_LINE values of ``headers`` (matching lines, joined) are those of ``fasta_header``:
+    no value with outer spaces (``_tagged_fields`` strips them), which needs a double space or a space after "="."""
+    return "  " not in headers and "= " not in headers
 
 
 def _uniprotkb_json(db: str, accession: str, name: str, description: str, organism: str, taxon: str, gene: str,
@@ -416,7 +414,7 @@ def block_headers(headers: list[str], fast: np.ndarray, lengths: np.ndarray) -> 
     if _written_as_is(joined):
         found = UNIPROTKB_LINE.findall(joined)
         # The usual block: every header a standard UniProtKB one.
-        if all(fields[0] for fields in found) and _templated(joined, 4 * count + sum(1 for f in found if f[6])):
+        if all(fields[0] for fields in found) and _templated(joined):
             return [fields[1] for fields in found], [_uniprotkb_json(*fields) for fields in found], [""] * count
         candidates: Any = range(count)
     else:  # only the headers JSON writes as they are take the template
@@ -424,9 +422,8 @@ def block_headers(headers: list[str], fast: np.ndarray, lengths: np.ndarray) -> 
         joined = "\n".join(headers[i] for i in candidates)
         found = UNIPROTKB_LINE.findall(joined)
     matched = [(i, fields) for i, fields in zip(candidates, found, strict=True) if fields[0]]
-    tags = sum(5 if fields[6] else 4 for _, fields in matched)
-    if not _templated("\n".join(headers[i] for i, _ in matched), tags):
-        matched = [(i, fields) for i, fields in matched if _templated(headers[i], 5 if fields[6] else 4)]
+    if not _templated("\n".join(headers[i] for i, _ in matched)):
+        matched = [(i, fields) for i, fields in matched if _templated(headers[i])]
     source_ids: list[str | None] = [None] * count
     metadata: list[str | None] = [None] * count
     for i, fields in matched:

@@ -61,6 +61,8 @@ def odd_headers_fasta(data_dir: Path, tmp_path: Path) -> Path:
         (f"sp|O23|A_HELPY Tab\tinside {std} GN=hp23 PE=1 SV=1", seq[22]),
         (f"sp|O24|A_HELPY Equals = sign {std} GN=hp24 PE=1 SV=1", seq[23]),
         (f"tr|O25|A_HELPY Last plain one {std} GN=hp25 PE=5 SV=2", seq[24]),
+        (f"sp|O26|A_HELPY Tag PE=3 in the description {std} GN=hp26 PE=1 SV=1", seq[25]),
+        ("sp|O27|A_HELPY Space after OS= Helicobacter OX=85962 GN=hp27 PE=1 SV=1", seq[26]),
     ]
     path = tmp_path / "odd_headers.fasta"
     path.write_text("".join(f">{header}\n{sequence}\n" for header, sequence in cases))
@@ -109,6 +111,7 @@ def test_odd_headers_and_policy_rejects_agree(data_dir: Path, tmp_path: Path) ->
     metadata = {row["source_id"]: json.loads(row["metadata"]) for row in rows}
     assert metadata["O1"]["gene"] == "hp1" and "gene" not in metadata["O2"] and metadata["O10"]["gene"] == ""
     assert metadata["O5"]["organism"] == "Other" and metadata["O3"]["description"] == 'A "quoted" name'
+    assert metadata["O26"]["description"] == "Tag" and metadata["O27"]["organism"] == "Helicobacter"
 
 
 @pytest.mark.parametrize("damage", ["corrupt_gzip", "not_utf8"])
