@@ -159,13 +159,12 @@ class CheckpointSaver:
                 shutil.copytree(tokenizer_dir, root / f".{TOKENIZER_DIR}.tmp", dirs_exist_ok=True)
                 os.replace(root / f".{TOKENIZER_DIR}.tmp", root / TOKENIZER_DIR)
         _barrier()
+        from training.optimizer_state import unpadded_world_offsets
+
         model_sd = model.sharded_state_dict(metadata=self.metadata)
-        state = {
-            "model": model_sd,
-            "optimizer": optimizer.sharded_state_dict(model_sd, is_loading=False, metadata=self.metadata),
-            "scheduler": scheduler.state_dict(),
-            "step": step,
-        }
+        with unpadded_world_offsets(optimizer):
+            optimizer_sd = optimizer.sharded_state_dict(model_sd, is_loading=False, metadata=self.metadata)
+        state = {"model": model_sd, "optimizer": optimizer_sd, "scheduler": scheduler.state_dict(), "step": step}
 
         def mark_complete() -> None:  # collective, after every rank's tensors are written
             _barrier()
@@ -232,7 +231,7 @@ def load_checkpoint(ref: CheckpointRef, model: Any, optimizer: Any | None = None
     from megatron.core import dist_checkpointing
     from megatron.core.dist_checkpointing.validation import StrictHandling
 
-    from training.optimizer_state import load_optimizer_state, materialize_optimizer_state
+    from training.optimizer_state import load_optimizer_state, materialize_optimizer_state, unpadded_world_offsets
 
     metadata = saved_metadata(ref)
     model_sd = model.sharded_state_dict(metadata=metadata)
@@ -240,7 +239,8 @@ def load_checkpoint(ref: CheckpointRef, model: Any, optimizer: Any | None = None
     if optimizer is not None:
         _check_optimizer_layout(ref, metadata)
         materialize_optimizer_state(optimizer)
-        request["optimizer"] = optimizer.sharded_state_dict(model_sd, is_loading=True, metadata=metadata)
+        with unpadded_world_offsets(optimizer):
+            request["optimizer"] = optimizer.sharded_state_dict(model_sd, is_loading=True, metadata=metadata)
     # Transformer Engine modules carry an ``_extra_state`` (FP8 scaling metadata) that megatron's local
     # modules do not: a checkpoint written without TE has none to give a TE model, and the other way
     # round the checkpoint's entries are simply not asked for. An ``_extra_state`` the checkpoint lacks

@@ -12,10 +12,17 @@ Their per-parameter state differs, and megatron's load path assumes the fused la
 
 So a per-parameter ``step`` is added, set aside and restored only for torch's Adam classes; the fused
 ones are left in their own layout.
+
+``unpadded_world_offsets`` works around a megatron-core 0.16 bug in the ``fully_reshardable`` format
+with more than one gradient bucket (see its docstring).
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import inspect
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -117,3 +124,57 @@ def _without_steps(param_state: Any) -> Any:
     if isinstance(param_state, list):
         return [_without_steps(v) for v in param_state]
     return param_state
+
+
+@functools.cache
+def _slices_with_padded_offsets() -> bool:
+    """Whether the installed megatron-core still has the bucket-padding bug (its zero-padding workaround
+    for a parameter range past the world tensor, which the upstream fix replaced by a bound check)."""
+    from megatron.core.optimizer.distrib_optimizer import DistributedOptimizer
+
+    return "missing_elems_num" in inspect.getsource(DistributedOptimizer.sharded_param_state_fully_reshardable)
+
+
+@contextlib.contextmanager
+def unpadded_world_offsets(optimizer: Any) -> Iterator[None]:
+    """While a ``fully_reshardable`` optimizer state dict is built, index its world tensors correctly.
+
+    megatron-core 0.16.1 gathers the distributed optimizer's state (main fp32 parameters, exp_avg,
+    exp_avg_sq) into one world tensor per buffer with each bucket's end padding *stripped*, then
+    ``sharded_param_state_fully_reshardable`` cuts every parameter out of it at its offset in the
+    *padded* buffer (``param_index_map``). With one bucket the two agree; past the first of several
+    buckets every parameter is cut shifted by the padding stripped before its bucket: the checkpoint
+    holds another parameter's main weights and moments (the tail of the last one zero-filled, with a
+    warning), and a resumed run continues from them. Buckets come with ``overlap_grad_reduce`` (the
+    trainer's GPU setting: ~40M parameters each) and are padded to a multiple of lcm(DP size, 128)
+    elements. Fixed upstream in NVIDIA/Megatron-LM PR #5077 (offsets rebased the same way).
+
+    Here ``param_index_map`` is swapped, for the duration of the call, for one with the stripped padding
+    subtracted: the only readers while a checkpoint is saved or loaded are that function and the
+    ``fully_reshardable`` loader, which takes only the iteration order from it. Checkpoints keep
+    megatron's model-space layout; ones written with the bug and padded buckets cannot be repaired.
+    """
+    from megatron.core.optimizer.distrib_optimizer import DistributedOptimizer
+
+    swapped: list[tuple[Any, dict]] = []
+    if _slices_with_padded_offsets():
+        for inner in getattr(optimizer, "chained_optimizers", [optimizer]):
+            if not isinstance(inner, DistributedOptimizer):
+                continue
+            for buffer in inner.buffers:
+                stripped_before, stripped = [], 0
+                for bucket in buffer.buckets:
+                    stripped_before.append(stripped)
+                    stripped += bucket.grad_data.numel() - bucket.numel_unpadded
+                if stripped == 0:
+                    continue
+                original = buffer.param_index_map
+                buffer.param_index_map = {
+                    param: (start - stripped_before[bucket_id], end - stripped_before[bucket_id], bucket_id)
+                    for param, (start, end, bucket_id) in original.items()}
+                swapped.append((buffer, original))
+    try:
+        yield
+    finally:
+        for buffer, original in swapped:
+            buffer.param_index_map = original
