@@ -371,7 +371,7 @@ def write_kept(
 def write_kept_file(source: str, drop: np.ndarray, path: Path, batch_rows: int) -> int:
     """Pass 3 on one file: its rows not in ``drop`` (sorted row numbers), in input order; rows written."""
     rows_kept = 0
-    with pq.ParquetWriter(path, pq.read_schema(source)) as writer:
+    with pq.ParquetWriter(path, pq.read_schema(source), compression="zstd") as writer:  # as ingest writes shards
         offset = 0
         for batch in read_batches(source, batch_rows):
             rows = np.arange(offset, offset + batch.num_rows)
