@@ -67,8 +67,8 @@ def source_shards(
     if files is None or spec is None:
         return None
     address = content_address(files.fingerprint, spec["options"], code_version, Path(tokenizer_dir).name)
-    out = workspace.path("ingest", source_name, address)
-    if (out / "summary.json").is_file():
+    out = workspace.uri("ingest", source_name, address)  # local or object storage: every worker writes there
+    if workspace.has("ingest", source_name, address, "summary.json"):  # written last: the shards are whole
         return _shards_ref(source_name, out)
     if workspace.dry_run:
         return Planned(f"{source_name}_shards")
@@ -76,16 +76,18 @@ def source_shards(
     from pipeline.ingest import IngestConfig, run_ingest
 
     run_ingest(IngestConfig(
-        source=source_name, inputs=list(files.uris), out=str(out), source_options=spec["options"],
+        source=source_name, inputs=list(files.uris), out=out, source_options=spec["options"],
         workers=workspace.workers, ray_address=workspace.ray_address, chunk_items=workspace.chunk_items,
         tokenizer_engine=workspace.tokenizer_engine, tokenizer=tokenizer_dir,
     ))
     return _shards_ref(source_name, out)
 
 
-def _shards_ref(source_name: str, out: Path) -> ShardsRef:
-    summary = json.loads((out / "summary.json").read_text())
-    return ShardsRef(source_name, str(out), summary["items"], summary["records"])
+def _shards_ref(source_name: str, out: str) -> ShardsRef:
+    from pipeline.io import join_uri, read_text
+
+    summary = json.loads(read_text(join_uri(out, "summary.json")))
+    return ShardsRef(source_name, out, summary["items"], summary["records"])
 
 
 @inject(shards=group(*(source(f"{s}_shards") for s in SOURCE_NAMES)))

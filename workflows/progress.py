@@ -108,7 +108,7 @@ class StageProgress(NodeExecutionHook):
     def _dataset(self, node_name: str, result: DatasetRef) -> str:
         from pipeline.versions import DatasetStore
 
-        counts = DatasetStore(Path(result.store_root)).manifest(result.ref).counts
+        counts = DatasetStore(result.store_root).manifest(result.ref).counts
         records = _total(counts, "records")
         before = sum(n for stage, n in self.records.items() if stage.endswith("_shards")) \
             if node_name == "dedup" else self.records.get(_UPSTREAM.get(node_name, ""))

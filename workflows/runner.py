@@ -21,6 +21,7 @@ from typing import Any
 from hamilton import base, driver
 from hamilton.caching.stores.file import FileResultStore
 
+from pipeline.io import is_remote
 from pipeline.versions.manifest import code_version
 from workflows import dag
 from workflows.config import LoadedWorkflow, load_workflow, stage_settings
@@ -70,7 +71,7 @@ def build_driver(workspace: Workspace, *, executor: str = "local", cache: bool =
 
         builder = builder.with_adapters(RayGraphAdapter(result_builder=base.DictResult()))
     if cache:
-        cache_dir = Path(workspace.home) / "cache"
+        cache_dir = workspace.path("cache")  # Hamilton's cache is local (a remote home: a local folder)
         builder = builder.with_cache(
             path=str(cache_dir),
             result_store=ValidatingResultStore(str(cache_dir / "results")),
@@ -98,7 +99,7 @@ def stage_inputs(loaded: LoadedWorkflow, workspace: Workspace) -> dict[str, Any]
         **{f"{stage}_settings": settings[stage] for stage in dag.DATASET_STAGES}, "train_settings": settings["train"],
         "hf_export": settings["hf_export"], "eval_settings": settings["eval"], "report_enabled": settings["report"],
         "dataset_name": config.name, "code_version": code_version(), "workspace": workspace,
-        "tokenizer_dir": resolve_tokenizer(config.tokenizer, base_dir, workspace.home),
+        "tokenizer_dir": resolve_tokenizer(config.tokenizer, base_dir, workspace.path()),
     }
 
 
@@ -106,7 +107,8 @@ def make_workspace(loaded: LoadedWorkflow, workflow: str, ray_address: str | Non
     config = loaded.config
     run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
     return Workspace(
-        home=str(Path(config.home).resolve()), run_id=run_id, workflow=workflow, config_sha256=loaded.sha256,
+        home=config.home if is_remote(config.home) else str(Path(config.home).resolve()),
+        run_id=run_id, workflow=workflow, config_sha256=loaded.sha256,
         base_dir=str(loaded.base_dir), ray_address=ray_address or config.ray_address, workers=config.ingest.workers,
         chunk_items=config.ingest.chunk_items, tokenizer_engine=config.ingest.tokenizer_engine, dry_run=dry_run,
         fail_stage=os.environ.get(FAIL_ENV) or None,
@@ -139,7 +141,7 @@ def run_workflow(
     steps = plan(loaded, workspace)
     if dry_run:
         return RunOutcome(None, steps)
-    record = RunRecord(workspace.run_id, workflow, loaded.raw, loaded.sha256, str(Path(workspace.home) / "runs"))
+    record = RunRecord(workspace.run_id, workflow, loaded.raw, loaded.sha256, str(workspace.path("runs")))
     record.save()
     needs_ray = loaded.config.executor == "ray" or any(
         steps.get(s) == "run" for s in STAGES

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
+import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -30,9 +30,20 @@ from typing import Any
 import polars as pl
 
 from grammar.tokenizer import TokenizerMismatch, check_same_tokenizer, default_tokenizer
-from pipeline.io import expand_inputs
+from pipeline.io import (
+    GLOB_CHARS,
+    expand_inputs,
+    is_dir,
+    is_file,
+    join_uri,
+    local_copy,
+    object_store_options,
+    parquet_column_names,
+    read_text,
+    uri_sha256,
+)
 from pipeline.records import SHARD_COLUMN_DEFAULTS, SHARD_SCHEMA, conform_shard_frame
-from pipeline.versions.manifest import InputRef, Manifest, TableRef, code_version, file_sha256, version_id
+from pipeline.versions.manifest import InputRef, Manifest, TableRef, code_version, version_id
 from pipeline.versions.store import DatasetStore
 
 EXECUTION_FIELDS = frozenset({"use_ray", "batch_rows", "threads", "docs_per_shard", "verify"})
@@ -97,19 +108,23 @@ def semantic_config(value: Any) -> Any:
     return value
 
 
-def stored_tokenizer_dir(store: DatasetStore, content_hash: str) -> Path:
-    return store.root / TOKENIZERS_DIR / content_hash.removeprefix("sha256:")
+def stored_tokenizer_dir(store: DatasetStore, content_hash: str) -> Path | None:
+    """A local folder of the store's copy of a tokenizer (fetched from a remote store); None if not stored."""
+    return store.tokenizer_dir(content_hash)
 
 
 def ingest_tokenizer(spec: str) -> tuple[str, Path | None]:
-    """(content hash, saved directory) of the tokenizer an ingest folder's ids came from."""
-    root = Path(spec)
-    summary = root / "summary.json"
-    entry = json.loads(summary.read_text()).get("tokenizer") if summary.is_file() else None
+    """(content hash, local saved directory) of the tokenizer an ingest folder's ids came from (a local or
+    remote folder: a remote one's tokenizer is fetched to the local cache, by its content hash)."""
+    summary = join_uri(spec, "summary.json")
+    entry = json.loads(read_text(summary)).get("tokenizer") if not GLOB_CHARS & set(spec) and is_file(summary) \
+        else None
     if not entry:
         return default_tokenizer().content_hash, None
-    directory = root / entry.get("path", "tokenizer")
-    return entry["content_hash"], directory if directory.is_dir() else None
+    directory = join_uri(spec, entry.get("path", "tokenizer"))
+    if not is_dir(directory):
+        return entry["content_hash"], None
+    return entry["content_hash"], local_copy(directory, cache_key=entry["content_hash"])
 
 
 def stage_tokenizer(store: DatasetStore, inputs: Inputs):
@@ -117,43 +132,58 @@ def stage_tokenizer(store: DatasetStore, inputs: Inputs):
     from grammar.tokenizer import load_tokenizer
 
     directory = stored_tokenizer_dir(store, inputs.tokenizer_hash)
-    if not directory.is_dir():
+    if directory is None:
         raise InputError(f"tokenizer {inputs.tokenizer_hash} of {[r.label() for r in inputs.refs]} is not in "
-                         f"{store.root / TOKENIZERS_DIR} (re-run the stage that read the ingest output)")
+                         f"{store.uri(TOKENIZERS_DIR)} (re-run the stage that read the ingest output)")
     return load_tokenizer(directory)
 
 
 def keep_tokenizer(store: DatasetStore, inputs: Inputs) -> None:
     """Copy the inputs' tokenizer into the store by hash (once), so later stages find it."""
-    target = stored_tokenizer_dir(store, inputs.tokenizer_hash)
-    if target.is_dir():
+    if stored_tokenizer_dir(store, inputs.tokenizer_hash) is not None:
         return
-    staging = target.with_name(f".{target.name}.tmp")
-    shutil.rmtree(staging, ignore_errors=True)
     if inputs.tokenizer_dir is not None:
-        shutil.copytree(inputs.tokenizer_dir, staging)
+        store.keep_tokenizer(inputs.tokenizer_hash, inputs.tokenizer_dir)
     elif inputs.tokenizer_hash == default_tokenizer().content_hash:
-        default_tokenizer().save(staging)
+        with tempfile.TemporaryDirectory() as saved:
+            default_tokenizer().save(Path(saved) / "tokenizer")
+            store.keep_tokenizer(inputs.tokenizer_hash, Path(saved) / "tokenizer")
     else:
         raise InputError(f"tokenizer {inputs.tokenizer_hash} of {[r.label() for r in inputs.refs]} is neither "
-                         f"saved with the inputs nor in {store.root / TOKENIZERS_DIR}")
-    staging.rename(target)
+                         f"saved with the inputs nor in {store.uri(TOKENIZERS_DIR)}")
 
 
 def uri_input(spec: str) -> tuple[InputRef, list[str], list[str]]:
-    root = Path(spec)
-    if root.is_dir() and (root / "records").is_dir():  # an ingest output folder
-        records = expand_inputs([str(root / "records")], (".parquet",))
-        rejects = expand_inputs([str(root / "rejects")], (".parquet",)) if (root / "rejects").is_dir() else []
+    """An ingest output folder, a folder of Parquet shards, files or a glob, local or on object storage
+    (read through fsspec): its record and reject files and a checksum of their bytes. Anything unreadable
+    (missing, no access, not Parquet, not tokenized shards) is one ``InputError`` naming the file."""
+    try:
+        return _uri_input(spec)
+    except InputError:
+        raise
+    except (OSError, ValueError) as exc:  # fsspec/s3fs: FileNotFoundError, PermissionError; Arrow: not Parquet
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise InputError(f"{spec}: cannot read the shards ({reason})") from None
+
+
+def _uri_input(spec: str) -> tuple[InputRef, list[str], list[str]]:
+    records_dir, rejects_dir = join_uri(spec, "records"), join_uri(spec, "rejects")
+    if not GLOB_CHARS & set(spec) and is_dir(records_dir):  # an ingest output folder
+        records = expand_inputs([records_dir], (".parquet",))
+        rejects = expand_inputs([rejects_dir], (".parquet",)) if is_dir(rejects_dir) else []
     else:
         records, rejects = expand_inputs([spec], (".parquet",)), []
     if not records:
         raise InputError(f"{spec}: no Parquet record shards found")
     digest = hashlib.sha256()
     for path in records + rejects:
-        digest.update(f"{Path(path).name}\x00{file_sha256(Path(path))}\n".encode())
+        digest.update(f"{path.rstrip('/').rsplit('/', 1)[-1]}\x00{uri_sha256(path)}\n".encode())
     for path in records:
-        missing = set(SHARD_SCHEMA.names) - set(SHARD_COLUMN_DEFAULTS) - set(pl.read_parquet_schema(path))
+        try:
+            columns = parquet_column_names(path)
+        except (OSError, ValueError) as exc:
+            raise InputError(f"{path}: not a Parquet shard ({' '.join(str(exc).split())})") from None
+        missing = set(SHARD_SCHEMA.names) - set(SHARD_COLUMN_DEFAULTS) - set(columns)
         if missing:
             raise InputError(f"{path}: not a tokenized shard, missing columns {sorted(missing)}")
     return InputRef(uri=str(spec), checksum="sha256:" + digest.hexdigest()), records, rejects
@@ -169,7 +199,7 @@ def load_inputs(store: DatasetStore, specs: Sequence[str]) -> Inputs:
             manifests.append(manifest)
             refs.append(InputRef(name=manifest.name, version=manifest.version))
             stored = stored_tokenizer_dir(store, manifest.tokenizer_hash)
-            tokenizers.append((manifest.ref, manifest.tokenizer_hash, stored if stored.is_dir() else None))
+            tokenizers.append((manifest.ref, manifest.tokenizer_hash, stored))
             records.append(store.scan(manifest))
             files.extend(store.table_files(manifest))
             if "rejects" in manifest.tables:
@@ -178,11 +208,13 @@ def load_inputs(store: DatasetStore, specs: Sequence[str]) -> Inputs:
             ref, record_files, reject_files = uri_input(spec)
             refs.append(ref)
             tokenizers.append((spec, *ingest_tokenizer(spec)))
-            records.append(conform_shard_frame(pl.scan_parquet(record_files, missing_columns="insert")))
-            rejects.extend([pl.scan_parquet(reject_files)] if reject_files else [])
+            options = object_store_options(record_files[0])  # object storage: endpoint and http from the env
+            records.append(conform_shard_frame(pl.scan_parquet(record_files, missing_columns="insert",
+                                                               storage_options=options)))
+            rejects.extend([pl.scan_parquet(reject_files, storage_options=options)] if reject_files else [])
             files.extend(record_files)
         else:
-            raise InputError(f"{spec!r} is neither a dataset in {store.root} nor an existing path or URI")
+            raise InputError(f"{spec!r} is neither a dataset in {store.uri()} nor an existing path or URI")
     if not records:
         raise InputError("no inputs given")
     first_label, first_hash, _ = tokenizers[0]
