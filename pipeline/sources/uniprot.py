@@ -298,9 +298,9 @@ class UniprotSource:
             per_record += result.records
             order += [index] * len(result.records)
         if per_record:
-            table = pa.Table.from_batches([batch, pa.RecordBatch.from_pylist(per_record, schema=SHARD_SCHEMA)])
-            batch = table.take(np.argsort(np.concatenate([rows, order]), kind="stable")).combine_chunks().to_batches()
-            batch = batch[0] if batch else pa.RecordBatch.from_pylist([], schema=SHARD_SCHEMA)
+            merged = pa.Table.from_batches([batch, pa.RecordBatch.from_pylist(per_record, schema=SHARD_SCHEMA)])
+            in_order = merged.take(np.argsort(np.concatenate([rows, order]), kind="stable")).combine_chunks()
+            batch = in_order.to_batches()[0]  # the file's order: block rows and per-record rows interleaved
         return ChunkResult([], rejects, stats, [batch])
 
     def _flatfile(self, uri: str, lines: Iterator[str]) -> Iterator[SourceItem | Reject]:
