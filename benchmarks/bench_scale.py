@@ -1,0 +1,269 @@
+"""Dataset stages at scale: records/s per stage in process and on Ray with 1 and 2 workers, driver and worker
+peak RSS, and store amplification, on real ingest output of MOSES molecules, with ingest as the baseline.
+
+    nice python benchmarks/bench_scale.py [--molecules 15000 150000 1500000] [--cache DIR]
+
+Input: MOSES SMILES (``../shared/data/scale``) when present, else the ChEMBL SMILES bundled in tests/data (the
+script says so, and that the input is then smaller than asked). Each size goes through the real ingest
+(``run_ingest`` on Ray, 2 workers) once and is cached under ``--cache`` (default: the temp folder), so a
+rerun measures only the stages. Every stage then runs in a fresh child process (its peak RSS is the driver's
+alone) on the previous stage's output:
+
+- dedup: ``exact_dedup_files`` over the ingest shard files (hash buckets; kept files + duplicates);
+- split: ``assign_splits`` on the kept records (groups from the ``split_group`` column written at ingest);
+  writes the ``assignments`` table (content_id, group, split) a split version stores;
+- mix: the token counts per (split, domain) the mix stage reads (a streaming polars aggregation over
+  the kept records joined with the assignments) and ``mix``;
+- export: ``export_megatron`` over that join, read lazily (the driver streams partitions).
+
+Each stage runs in process ("local"), then on a fresh local Ray with 1 and 2 worker CPUs (Ray's start and its
+workers' first imports are outside the timing). CPU time is the driver's plus its Ray workers' during the
+stage (``rec/CPU-s``: records per CPU second, the per-core rate other jobs on the machine do not inflate).
+Baselines measured in the same run: ingest's records per CPU second (the engine's convert path in this process
+on the first ``--ingest-sample`` molecules), and split's old path (groups from the text: the shard columns
+dropped, RDKit re-parses each SMILES) on ``--old-split-sample`` of the kept records. Worker peak RSS is the
+largest ``VmHWM`` among the Ray worker processes. Store amplification: (kept records + duplicates +
+assignments) bytes / ingest shard bytes, the Parquet a dedup and a split version add before any ``.bin``.
+
+Wall-clock rates and the 2-vs-1-worker ratio are honest only on an idle machine: the script prints the load
+average before each size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from inputs import MOSES, ROOT, smiles_rows
+
+sys.path.insert(0, str(ROOT))
+STAGES = ("dedup", "split", "mix", "export")
+MODES = ("local", "1", "2")  # in process; Ray with 1 and 2 worker CPUs
+SPLIT_BATCH = 250_000
+
+
+# --- child: one stage, one mode ---------------------------------------------------------------------------
+def ray_workers() -> dict[int, tuple[float, float]]:
+    """This process's Ray worker descendants: pid -> (CPU seconds so far, peak RSS ``VmHWM`` in MB)."""
+    import psutil
+
+    found = {}
+    for process in psutil.Process().children(recursive=True):
+        try:
+            if "default_worker" not in " ".join(process.cmdline()) and not process.name().startswith("ray::"):
+                continue
+            times = process.cpu_times()
+            peak = next(int(line.split()[1]) for line in Path(f"/proc/{process.pid}/status").read_text().splitlines()
+                        if line.startswith("VmHWM:"))
+            found[process.pid] = (times.user + times.system, peak / 1024)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, FileNotFoundError, StopIteration):
+            continue
+    return found
+
+
+def _warm() -> int:
+    """Run before the timing, in the driver and once on each worker: the imports a stage needs."""
+    import importlib
+
+    for module in ("megatron.core.datasets.indexed_dataset", "grammar.tokenizer", "pipeline.dedup",
+                   "pipeline.export_megatron", "pipeline.mix", "pipeline.split"):
+        importlib.import_module(module)
+    return os.getpid()
+
+
+def run_stage(stage: str, work: Path, workers: int | None) -> int:
+    """One stage on the cached inputs in ``work``; returns the records it handled."""
+    import polars as pl
+
+    from grammar.tokenizer import default_tokenizer
+    from pipeline.dedup import ExactDedupConfig, StreamingConfig, exact_dedup_files
+    from pipeline.export_megatron import ExportConfig, export_megatron
+    from pipeline.mix import MixConfig, mix
+    from pipeline.split import SplitConfig, assign_splits
+
+    shards = sorted((work / "ingest" / "records").glob("*.parquet"))
+    kept = sorted((work / "dedup").glob("kept-*.parquet"))
+    joined = pl.scan_parquet(kept).join(pl.scan_parquet(work / "assignments.parquet"), on="content_id",
+                                        how="inner", maintain_order="left")
+    if stage == "dedup":
+        out = work / ("dedup" if workers is None else f"dedup-{workers}")
+        return exact_dedup_files(ExactDedupConfig(), shards, out, StreamingConfig(), workers=workers).rows_in
+    if stage == "split":
+        records = pl.read_parquet(kept)
+        result = assign_splits(SplitConfig(), records, workers=workers, partition_rows=SPLIT_BATCH)
+        if workers is None:
+            result.records.select("content_id", "group", "split").write_parquet(work / "assignments.parquet")
+        return records.height
+    if stage == "mix":
+        counts = joined.group_by("split", "domain").agg(docs=pl.len(), tokens=pl.col("n_tokens").sum() + 2 * pl.len())
+        tokens: dict[str, dict[str, int]] = {}
+        documents: dict[str, dict[str, int]] = {}
+        rows = 0
+        for split, domain, docs, n in counts.collect(engine="streaming").iter_rows():
+            tokens.setdefault(split, {})[domain] = n
+            documents.setdefault(split, {})[domain] = docs
+            rows += docs
+        mix(MixConfig(), tokens, documents)
+        return rows
+    out = work / ("export" if workers is None else f"export-{workers}")
+    weights = {split: {"molecule": 1.0} for split in ("train", "valid", "test")}
+    dataset = {"name": "bench", "version": "v"}
+    result = export_megatron(ExportConfig(), joined, weights, out, default_tokenizer(), dataset, workers=workers)
+    return sum(n for domains in result.documents.values() for n in domains.values())
+
+
+def child(stage: str, mode: str, work: Path) -> None:
+    workers = None if mode == "local" else int(mode)
+    _warm()
+    if workers is None:
+        rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        wall, cpu = time.perf_counter(), time.process_time()
+        rows = run_stage(stage, work, None)
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        worker_rss = 0.0
+    else:
+        import ray
+
+        from pipeline.ray_runtime import ray_session
+
+        with ray_session(num_cpus=workers):
+            warm = ray.remote(num_cpus=1)(_warm)
+            ray.get([warm.remote() for _ in range(workers)])
+            rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            before = ray_workers()
+            wall, cpu = time.perf_counter(), time.process_time()
+            rows = run_stage(stage, work, workers)
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+            after = ray_workers()
+            cpu += sum(used - before.get(pid, (0.0, 0.0))[0] for pid, (used, _) in after.items())
+            worker_rss = max((peak for _, peak in after.values()), default=0.0)
+    driver_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"rows": rows, "wall": wall, "cpu": cpu, "driver_rss": driver_rss, "rss_before": rss_before,
+                      "worker_rss": worker_rss}))
+
+
+# --- parent --------------------------------------------------------------------------------------------------
+def ensure_ingest(molecules: int, cache: Path) -> tuple[Path, int]:
+    """Real ingest output of ``molecules`` SMILES (cached): the folder, and the SMILES actually used."""
+    from pipeline.ingest import IngestConfig, run_ingest
+
+    smiles = smiles_rows(molecules, "molecules")
+    work = cache / f"{'moses' if MOSES.exists() else 'bundled'}-{len(smiles)}"
+    if not (work / "ingest" / "summary.json").exists():
+        work.mkdir(parents=True, exist_ok=True)
+        source = work / "molecules.smi"
+        source.write_text("\n".join(smiles) + "\n")
+        started = time.perf_counter()
+        run_ingest(IngestConfig("smiles", [str(source)], str(work / "ingest"), workers=2))
+        print(f"# ingest of {len(smiles):,} molecules on Ray (2 workers): {time.perf_counter() - started:.0f} s "
+              f"(cached in {work})")
+    return work, len(smiles)
+
+
+def ingest_rate(sample: int) -> float:
+    """Ingest's records per CPU second: the engine's convert path (read, RDKit, keys, groups, tokenize)."""
+    from grammar.tokenizer import default_tokenizer
+    from pipeline.convert import convert_items
+    from pipeline.sources import make_source
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "sample.smi"
+        path.write_text("\n".join(smiles_rows(sample, "molecules (ingest baseline)")) + "\n")
+        source = make_source("smiles")
+        items = list(source.read(str(path)))
+        start = time.process_time()
+        result = convert_items(source, default_tokenizer(), items)
+        return len(result.records) / (time.process_time() - start)
+
+
+def old_split_rate(work: Path, sample: int) -> float:
+    """Split's records per CPU second from the text (the path before the ``split_group`` column)."""
+    import polars as pl
+
+    from pipeline.records import SHARD_COLUMN_DEFAULTS
+    from pipeline.split import SplitConfig, assign_splits
+
+    records = pl.read_parquet(sorted((work / "dedup").glob("kept-*.parquet"))).head(sample)
+    start = time.process_time()
+    assign_splits(SplitConfig(), records.drop(list(SHARD_COLUMN_DEFAULTS)))
+    return records.height / (time.process_time() - start)
+
+
+def measure(stage: str, mode: str, work: Path) -> dict:
+    command = [sys.executable, __file__, "--child", stage, mode, str(work)]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"{stage} ({mode}) failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def store_amplification(work: Path) -> str:
+    """What a dedup and a split version add, over the ingest shard bytes, whole and by table."""
+    ingest = sum(p.stat().st_size for p in (work / "ingest" / "records").glob("*.parquet"))
+    tables = {"kept records": sum(p.stat().st_size for p in (work / "dedup").glob("kept-*.parquet")),
+              "duplicates": (work / "dedup" / "duplicates.parquet").stat().st_size,
+              "assignments": (work / "assignments.parquet").stat().st_size}
+    parts = ", ".join(f"{name} {size / ingest:.2f}x" for name, size in tables.items())
+    return f"{sum(tables.values()) / ingest:.2f}x ({parts}; ingest shards {ingest / 1e6:.1f} MB)"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--molecules", type=int, nargs="+", default=[15_000, 150_000])
+    parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "logos-bench-scale")
+    parser.add_argument("--ingest-sample", type=int, default=5_000)
+    parser.add_argument("--old-split-sample", type=int, default=5_000)
+    parser.add_argument("--child", nargs=3, metavar=("STAGE", "MODE", "WORK"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        stage, mode, work = args.child
+        child(stage, mode, Path(work))
+        return
+
+    print(f"# {os.cpu_count()} CPUs on this machine; load average before the runs: {os.getloadavg()[0]:.1f}")
+    ingest = ingest_rate(args.ingest_sample)
+    print(f"# baseline, ingest in process: {ingest:,.0f} records per CPU second")
+    runs: dict[int, dict[str, dict[str, dict]]] = {}
+    for molecules in args.molecules:
+        work, size = ensure_ingest(molecules, args.cache)
+        print(f"\n## {size:,} molecules (load average {os.getloadavg()[0]:.1f})")
+        print(f"{'stage':7} {'mode':6} {'records':>10} {'wall s':>7} {'rec/s':>9} {'rec/CPU-s':>10} "
+              f"{'vs ingest':>9} {'driver MB':>10} {'(start)':>8} {'worker MB':>10}")
+        runs[size] = {}
+        for stage in STAGES:
+            runs[size][stage] = {}
+            for mode in MODES if stage != "mix" else ("local",):
+                r = measure(stage, mode, work)
+                runs[size][stage][mode] = r
+                per_cpu = r["rows"] / r["cpu"]
+                print(f"{stage:7} {mode:6} {r['rows']:10,d} {r['wall']:7.2f} {r['rows'] / r['wall']:9,.0f} "
+                      f"{per_cpu:10,.0f} {per_cpu / ingest:8.1f}x {r['driver_rss']:10,.0f} {r['rss_before']:8,.0f} "
+                      f"{r['worker_rss']:10,.0f}")
+        old = old_split_rate(work, args.old_split_sample)
+        new = runs[size]["split"]["local"]
+        print(f"split from the text (old path, {args.old_split_sample:,} records): {old:,.0f} records per CPU second;"
+              f" from the column: {new['rows'] / new['cpu']:,.0f} ({new['rows'] / new['cpu'] / old:.1f}x)")
+        for stage in ("dedup", "split", "export"):
+            one, two = runs[size][stage]["1"], runs[size][stage]["2"]
+            print(f"{stage}: 2 workers / 1 worker, wall: {one['wall'] / two['wall']:.2f}x")
+        print(f"store amplification (dedup + split Parquet / ingest shards): {store_amplification(work)}")
+    sizes = sorted(runs)
+    if len(sizes) > 1:
+        small, large = sizes[0], sizes[-1]
+        print(f"\n## driver peak RSS, {large:,} / {small:,} records ({large / small:.0f}x the input)")
+        for stage in STAGES:
+            for mode in runs[small][stage]:
+                a, b = runs[small][stage][mode]["driver_rss"], runs[large][stage][mode]["driver_rss"]
+                print(f"{stage:7} {mode:6} {a:8,.0f} MB -> {b:8,.0f} MB: {b / a:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
