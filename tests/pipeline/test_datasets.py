@@ -26,7 +26,7 @@ from pipeline.datasets import (
 from pipeline.dedup import ExactDedupConfig, StreamingConfig, exact_dedup
 from pipeline.mix import MixConfig
 from pipeline.near_dedup import NearDedupConfig
-from pipeline.split import ProteinClusterConfig, SplitConfig, SplitError
+from pipeline.split import ProteinClusterConfig, SplitConfig, SplitError, assign_splits
 from pipeline.versions import DatasetStore
 from pipeline.versions.store import PAUSE_ENV
 
@@ -108,6 +108,18 @@ def test_manifests_record_lineage_counts_and_file_checksums(store, shards):
     assert any(path.endswith(".bin") for path in export.files)
     for path, checksum in export.files.items():
         assert checksum == "sha256:" + hashlib.sha256((store.root / path).read_bytes()).hexdigest()
+
+
+def test_split_stores_only_what_it_adds_and_reads_back_joined(store, shards):
+    dedup = dedup_dataset(store, [str(shards.root)], "demo", near=None).manifest
+    split = split_dataset(store, "demo", "demo", SPLIT).manifest
+    assert split.tables["records"] == dedup.tables["records"]  # the dedup version's table, not a copy
+    assert store.scan(split, "assignments").collect_schema().names() == ["content_id", "group", "split"]
+    # Read back, the version is what the split computes from the dedup version's records (columns, rows).
+    expected = assign_splits(SPLIT, store.read(dedup)).records
+    key = ["content_id", "source", "source_id"]
+    assert store.read(split).sort(key).equals(expected.sort(key))
+    assert store.read(split).height == sum(n for s in split.counts["records"].values() for n in s.values())
 
 
 def test_diff_lists_removed_ids_and_count_changes(store, shards):
