@@ -30,6 +30,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from grammar.formats import DOMAINS
 from pipeline.dedup import (
     ExactDedupConfig,
     StreamingConfig,
@@ -68,6 +69,9 @@ class DedupSettings:
     # Exact dedup in passes over the input files with flat memory (``exact_dedup_files``); the same records.
     streaming: StreamingConfig | None = field(default=None, metadata={"execution": True})
 
+    def __post_init__(self) -> None:
+        check_domains("near.domains", self.near.domains if self.near is not None else None)
+
 
 @dataclass(frozen=True)
 class SplitSettings:
@@ -76,6 +80,16 @@ class SplitSettings:
     config: SplitConfig = field(default_factory=SplitConfig)
     exclude: str | None = None  # a file of exclusion entries (``pipeline.split.read_exclusions``)
     exclusions: tuple[str, ...] = ()  # entries given directly (added to the file's)
+
+    def __post_init__(self) -> None:
+        check_domains("config.time_split.domains", self.config.time_split.domains if self.config.time_split else None)
+
+
+def check_domains(key: str, domains: Sequence[str] | None) -> None:
+    """A domain list names known domains: a typo would otherwise select nothing, silently."""
+    unknown = sorted(set(domains or ()) - set(DOMAINS))
+    if unknown:
+        raise ValueError(f"{key}: {unknown[0]!r} is not a domain (known: {', '.join(DOMAINS)})")
 
 
 @dataclass(frozen=True)

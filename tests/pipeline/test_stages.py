@@ -40,6 +40,8 @@ def test_a_typo_in_a_choice_names_the_field_and_the_allowed_values():
 
     with pytest.raises(ConfigError, match=r"split\.config\.proteins\.method: 'mmseq' is not one of"):
         load_workflow("demo", ["split.config.proteins.method=mmseq"])
+    with pytest.raises(ConfigError, match=r"dedup: near\.domains: 'protien' is not a domain \(known: protein, "):
+        from_mapping(REGISTRY["dedup"].config, {"near": {"domains": ["protien"]}}, path="dedup")
     with pytest.raises(SystemExit) as exit_code:
         main(["split", "d", "--protein-clustering", "mmseq"])
     assert exit_code.value.code == 2
