@@ -17,8 +17,23 @@ from rdkit.Chem.Scaffolds import MurckoScaffold
 def molecule_group(mol: Chem.Mol, dedup_key: str) -> str:
     """``scaffold:<Bemis–Murcko scaffold SMILES>``; a molecule without rings is its own group,
     ``acyclic:<its exact-dedup key>`` (so exact duplicates still share a split)."""
-    scaffold = MurckoScaffold.MurckoScaffoldSmiles(mol=mol)
+    return murcko_group(murcko_scaffold(mol), dedup_key)
+
+
+def murcko_group(scaffold: str, dedup_key: str) -> str:
+    """``molecule_group`` from the molecule's ``murcko_scaffold`` (for callers that hold it already)."""
     return f"scaffold:{scaffold}" if scaffold else f"acyclic:{dedup_key}"
+
+
+def murcko_scaffold(mol: Chem.Mol) -> str:
+    """RDKit's ``MurckoScaffoldSmiles(mol=mol)`` ("" when there is none), called as its two steps (scaffold
+    molecule, then its non-isomeric SMILES). ``MurckoDecompose`` keeps ring atoms and the paths between rings, so
+    a molecule without rings has the empty scaffold: that is answered from the ring count its parse holds. The
+    scaffold costs ~0.8x of a bare parse + canonical SMILES (``benchmarks/bench_ingest.py``, "molecule (floor:
+    keys)" against "molecule"): the largest part of a molecule's ingest after the parse."""
+    if not mol.GetRingInfo().NumRings():
+        return ""
+    return Chem.MolToSmiles(MurckoScaffold.GetScaffoldForMol(mol), False)
 
 
 def product_group(reaction: Any) -> str:
