@@ -13,7 +13,9 @@ kind is read off the file name:
   Reject codes: ``structure_missing``; ``chain_not_in_structure`` (a heavy or light chain id the entry
   lacks: the row; an antigen chain: its interaction sample); ``not_heavy_chain``/``not_light_chain``
   (ANARCI finds no such domain on the named chain); ``incomplete_v_domain`` (a CDR outside the sequence);
-  ``no_antibody_chain`` (both ids ``NA``); ``no_epitope`` (no antigen atom within the cutoff).
+  ``no_antibody_chain`` (both ids ``NA``); ``no_epitope`` (no antigen atom within the cutoff);
+  ``model_not_in_structure`` / ``bad_model`` (the row's ``model``, SAbDab's 0-based model index in file
+  order, which the row's chains are read from, is not a model of the entry / not a number).
   Antigens that are not protein or peptide chains (haptens, sugars, nucleic acids) give no interaction
   sample; that is policy, not a reject.
 - ``*.csv``/``*.csv.gz``: an OAS data unit, whose first line is the unit's JSON metadata (kept in every
@@ -31,11 +33,11 @@ kind is read off the file name:
   SAbDab rows; an antibody that touches none has only its ``antibody`` sample. Identical samples of one
   entry are one sample (``copies`` lists them).
 
-Contacts (paratope, epitope): the pocket rule, any heavy atom within ``contact_cutoff`` (6 Å) of any
-heavy atom of the partner, first model, asymmetric unit, protein chains only (glycans and waters out). The
-epitope is the antigen residues within the cutoff of the antibody's named chains (whole chains, as
-SAbDab calls a chain an antigen when it touches the antibody anywhere); the paratope is the antibody
-residues within the cutoff of the antigen chains, marked where they fall in the variable domains (the
+Contacts (paratope, epitope): the pocket rule, any heavy atom within ``contact_cutoff`` (6 Å) of any heavy
+atom of the partner, one model (a SAbDab row's own, else the first), asymmetric unit, protein chains only
+(glycans and waters out). The epitope is the antigen residues within the cutoff of the antibody's named chains
+(whole chains, as SAbDab calls a chain an antigen when it touches the antibody anywhere); the paratope is the
+antibody residues within the cutoff of the antigen chains, marked where they fall in the variable domains (the
 grammar holds V domains only; contacts on constant domains are counted in ``paratope_outside_v_domain``).
 Metadata lists both as residue ids (``"H:52A"``). Antibodies carry no fixed split group: they are clustered
 by sequence like the other protein records.
@@ -124,7 +126,7 @@ class AntibodySource:
 
     def __post_init__(self) -> None:
         self._listings: dict[str, dict[str, str]] = {}  # structures directory -> {lower-case PDB id: path}
-        self._entry: tuple[str, Entry] | None = None  # the last structure parsed (SAbDab rows come grouped)
+        self._entry: tuple[tuple[str, int], Entry] | None = None  # the last (path, model) parsed (rows come grouped)
 
     # ---- reading
     def read(self, uri: str) -> Iterator[SourceItem | Reject]:
@@ -207,20 +209,21 @@ class AntibodySource:
         try:
             if payload["kind"] is AntibodyInput.OAS:
                 return Conversion(samples=[self._oas_sample(item)])
-            entry = self._load(payload["path"])
             if payload["kind"] is AntibodyInput.SABDAB:
+                entry = self._load(payload["path"], _model_index(payload["row"]))
                 return SabdabRow(entry, payload["row"], item, self.config.contact_cutoff).run()
-            return entry_antibodies(entry, item, self.config.contact_cutoff)
+            return entry_antibodies(self._load(payload["path"]), item, self.config.contact_cutoff)
         except (AntibodyProblem, NumberingError, StructureError, WrongHeader) as exc:
             return Conversion(rejects=[reject_from(item, "convert", exc)])
 
-    def _load(self, path: str) -> Entry:
-        if self._entry is None or self._entry[0] != path:
+    def _load(self, path: str, model_index: int = 0) -> Entry:
+        if self._entry is None or self._entry[0] != (path, model_index):
             try:
                 text = read_bytes(path, self.config.storage_options).decode("utf-8")
             except (OSError, UnicodeDecodeError) as exc:  # CorruptInput (bad gzip) is an OSError
                 raise AntibodyProblem(getattr(exc, "reason_code", "unreadable_structure"), f"{path}: {exc}") from exc
-            self._entry = (path, load_entry(text, fallback_id=entry_id_from_file_name(path)))
+            entry = load_entry(text, fallback_id=entry_id_from_file_name(path), model_index=model_index)
+            self._entry = ((path, model_index), entry)
         return self._entry[1]
 
     def _oas_sample(self, item: SourceItem) -> Sample:
@@ -328,6 +331,18 @@ def antibody_sample(antibody: Antibody, source_id: str, metadata: dict[str, Any]
 
 def _chain_ids(value: str | None) -> list[str]:
     return [] if value is None or value.strip() in MISSING else [part.strip() for part in value.split("|")]
+
+
+def _model_index(row: dict[str, str]) -> int:
+    """The row's ``model`` column: SAbDab numbers the models of an entry from 0 in file order (Biopython's
+    model ids), so an NMR ensemble's rows each name the model their chains were annotated in. Absent or NA:
+    the first model."""
+    value = (row.get("model") or "").strip()
+    if value in MISSING:
+        return 0
+    if not value.isdigit():
+        raise AntibodyProblem("bad_model", f"model column {value!r} is not a model number")
+    return int(value)
 
 
 class SabdabRow:

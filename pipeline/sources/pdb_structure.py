@@ -1,6 +1,6 @@
 """One PDB / wwPDB entry read with gemmi and reduced to what the PDB source writes grammar from.
 
-``load_entry(text)`` parses mmCIF or legacy PDB text, keeps the first model (NMR ensembles), drops
+``load_entry(text)`` parses mmCIF or legacy PDB text, keeps one model (the first of NMR ensembles), drops
 hydrogens and waters, resolves alternate locations, and returns an ``Entry``: protein chains with
 their sequences, ligand candidates (non-polymer residues, and each branched entity instance as one), the
 polymer types of the other chains, and a flat heavy-atom table for the pocket search.
@@ -238,11 +238,19 @@ def _best_residue(residues: list[gemmi.Residue]) -> int:
     return best[2] if best else 0
 
 
-def load_entry(text: str, fallback_id: str) -> Entry:
-    """Parse and clean one entry (see the module docstring); ``fallback_id`` names id-less files."""
+def load_entry(text: str, fallback_id: str, model_index: int = 0) -> Entry:
+    """Parse and clean one entry (see the module docstring); ``fallback_id`` names id-less files.
+
+    ``model_index`` picks the model by its place in the file (0: the first, as the PDB source reads every
+    entry); a SAbDab row names the model its chains were annotated in (its ``model`` column)."""
     structure, file_format = parse_structure(text)
     if len(structure) == 0 or structure[0].count_atom_sites() == 0:
         raise StructureError("no_atoms", "no atom records: not a macromolecular structure")
+    if not 0 <= model_index < len(structure):
+        raise StructureError("model_not_in_structure",
+                             f"model {model_index} asked for, the entry has {len(structure)} model(s) (0-based)")
+    if model_index:
+        del structure[:model_index]
     model_number = structure[0].num
     del structure[1:]
     structure.setup_entities()
