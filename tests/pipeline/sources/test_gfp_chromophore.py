@@ -16,12 +16,16 @@ from collections import Counter
 from functools import cache
 from pathlib import Path
 
+import pytest
 from Bio import SeqIO
 from Bio.Data.IUPACData import protein_letters_3to1
 from rdkit import Chem
 from rdkit.Chem import rdCIPLabeler, rdMolDescriptors
 
+from grammar.errors import InvalidResidue
 from grammar.formats import FORMATS
+from grammar.pocket import BindingSite, Pocket
+from grammar.protein import Chain, Protein, nonstandard_residues
 from pipeline.sources.base import convert_file
 from pipeline.sources.pdb import PdbConfig, PdbSource
 from pipeline.sources.pdb_structure import load_entry, residue_letter
@@ -144,3 +148,12 @@ def test_expanded_pocket_writes_the_chromophores_own_smiles() -> None:
         assert labels == ["R", "R"]
         # One SMILES per pocket residue: the chromophore's letters are not written again after it.
         assert len(expanded) == len(site.pocket.residues)
+
+
+def test_a_pocket_mark_inside_a_written_chromophore_is_an_error() -> None:
+    """The chromophore's SMILES stands for its three letters, so a mark on its second letter cannot be written;
+    the writer says so instead of dropping the mark."""
+    chain = Chain("FTYGV", residue_smiles=((1, nonstandard_residues()["CRO"][1]),))
+    site = BindingSite(Protein((chain,)), Pocket(((0, 1), (0, 2))))
+    with pytest.raises(InvalidResidue, match="inside the chromophore written at 1"):
+        FORMATS["pocket_smiles"].write(site)
