@@ -45,9 +45,9 @@ def _with_store(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 def _stage_parser(subparsers: argparse._SubParsersAction, stage) -> argparse.ArgumentParser:
     """``logos <stage> INPUT... [flags]`` from the stage's declaration: its flags set keys of its config
-    dataclass, whose defaults and ``Literal`` choices the help shows (no default is restated here)."""
-    from pipeline.stages import config_default, config_hint
-
+    dataclass, whose defaults and ``Literal`` choices the help shows (no default is restated here). The config
+    class loads only when the help is printed or the stage runs, so ``logos`` starts without the stages'
+    heavy imports; a value outside a field's choices is refused by ``from_mapping`` (exit 2, naming both)."""
     *group, verb = stage.command or (stage.name,)
     for word in group:  # `logos export megatron`: the format is a subcommand of the verb (training adds `hf`)
         parent = subparsers.choices.get(word) or subparsers.add_parser(word, help=f"{word} a dataset version")
@@ -63,19 +63,35 @@ def _stage_parser(subparsers: argparse._SubParsersAction, stage) -> argparse.Arg
     for flag in stage.flags:
         if flag.switch:
             parser.add_argument(flag.option, action="store_true", help=flag.help)
-            continue
-        help_text, choices = flag.help, None
-        if flag.path is not None:
-            hint = config_hint(stage.config, flag.path)
-            if typing.get_origin(hint) is typing.Literal:
-                choices = typing.get_args(hint)
-            default = config_default(stage.config, flag.path)
-            if default is not None:
-                shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
-                help_text = f"{help_text} (default: {shown})".strip()
-        parser.add_argument(flag.option, choices=choices, metavar=flag.metavar, help=help_text)
+        elif flag.path is None:
+            parser.add_argument(flag.option, metavar=flag.metavar, help=flag.help)
+        else:
+            metavar = flag.metavar or flag.option.lstrip("-").replace("-", "_").upper()
+            parser.add_argument(flag.option, metavar=metavar, help=_LazyHelp(flag.help, stage, flag.path))
     parser.set_defaults(func=_guarded(lambda args: _run_stage(stage, args)), stage_flags=stage.flags)
     return parser
+
+
+class _LazyHelp(str):
+    """A flag's help, finished with its config field's choices and default only when ``--help`` prints it
+    (argparse formats a help text as ``help % params``)."""
+
+    def __new__(cls, text: str, stage, path: str) -> _LazyHelp:
+        help_text = super().__new__(cls, text or path)
+        help_text.stage, help_text.path = stage, path
+        return help_text
+
+    def __mod__(self, params: Any) -> str:
+        from pipeline.stages import config_default, config_hint
+
+        hint = config_hint(self.stage.config, self.path)
+        notes = [f"one of {', '.join(map(str, typing.get_args(hint)))}"] if typing.get_origin(hint) is typing.Literal \
+            else []
+        default = config_default(self.stage.config, self.path)
+        if default is not None:
+            notes.append(f"default: {','.join(map(str, default)) if isinstance(default, tuple) else default}")
+        text = str(self) if str(self) != self.path else ""
+        return (f"{text} ({'; '.join(notes)})" if notes else text).strip().replace("%", "%%") % params
 
 
 def _stage_config(stage, args: argparse.Namespace):
@@ -95,8 +111,9 @@ def _stage_config(stage, args: argparse.Namespace):
 def _run_stage(stage, args: argparse.Namespace) -> int:
     config = _stage_config(stage, args)
     stage_run = stage.run(_store(args), args.inputs, _output_name(args, args.inputs), config, _run(args))
-    if stage.describe is not None:
-        print(stage.describe(stage_run.manifest, _store(args)), file=sys.stderr)
+    described = stage.describe(stage_run.manifest, _store(args))
+    if described:
+        print(described, file=sys.stderr)
     return _report(stage_run)
 
 

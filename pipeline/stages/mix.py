@@ -1,0 +1,56 @@
+"""``mix``: mixture weights per split and domain for a split dataset; its records are the input's."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from pipeline.mix import MixConfig, Mixture, mix
+from pipeline.versions import DatasetStore, Manifest, TableRef
+from pipeline.versions.stage import Inputs, StageOutput, semantic_config, stage_tokenizer
+
+CONFIG = MixConfig
+NATURAL_MIX = MixConfig(temperature=1.0)  # export of an unmixed input: every domain in its own proportion
+SPLIT_TABLES = ("records", "assignments")  # what a split version's records are read from (store.scan joins)
+identity = semantic_config
+
+
+def token_counts(
+    records: pl.LazyFrame, specials: int = 1
+) -> tuple[dict[str, dict[str, int]], dict[str, dict[str, int]]]:
+    """Tokens as exported (``specials`` per document: the tokenizer's prefix and the EOD) and documents
+    per split and domain."""
+    grouped = records.group_by("split", "domain").agg(docs=pl.len(),
+                                                      tokens=pl.col("n_tokens").sum() + specials * pl.len())
+    tokens: dict[str, dict[str, int]] = {}
+    documents: dict[str, dict[str, int]] = {}
+    for split, domain, docs, n in grouped.collect().iter_rows():
+        tokens.setdefault(split, {})[domain] = int(n)
+        documents.setdefault(split, {})[domain] = int(docs)
+    return tokens, documents
+
+
+def only_dataset(loaded: Inputs, stage: str) -> Manifest:
+    if len(loaded.manifests) != 1 or len(loaded.refs) != 1:
+        labels = [r.label() for r in loaded.refs]
+        raise ValueError(f"{stage} takes exactly one registered dataset as input, got {labels}")
+    manifest = loaded.manifests[0]
+    if "split" not in loaded.records.collect_schema().names():
+        raise ValueError(f"{stage} needs a split dataset; {manifest.ref} has no split column (run `logos split`)")
+    return manifest
+
+
+def shared_tables(source: Manifest) -> dict[str, pl.DataFrame | TableRef]:
+    """The input's record tables, referenced (a stage that adds no records copies none)."""
+    return {table: source.tables[table] for table in SPLIT_TABLES if table in source.tables}
+
+
+def compute(config: MixConfig, loaded: Inputs, name: str, version: str, store: DatasetStore) -> StageOutput:
+    """Mixture weights for a split dataset; the records are the input's."""
+    source = only_dataset(loaded, "mix")
+    specials = len(stage_tokenizer(store, loaded).prefix_ids) + 1
+    mixture = mix(config, *token_counts(store.scan(source), specials))
+    return StageOutput(shared_tables(source), source.counts, {"mixture": mixture.as_dict()})
+
+
+def describe(manifest: Manifest, store: DatasetStore) -> str:
+    return Mixture.from_dict(manifest.outputs["mixture"]).table()
