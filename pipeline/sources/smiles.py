@@ -170,11 +170,13 @@ def molecule_keys(mol: Chem.Mol, *, standardize: bool, original: str | None, key
     return smiles, key_of_record, molecule_group(read_back, key_of_record)
 
 
-def canonical_molecule(mol: Chem.Mol, *, standardize: bool, original: str | None) -> tuple[str, Chem.Mol, Chem.Mol]:
-    """(text SMILES, the molecule it was written from, the molecule a reader of the text gets: ``text_mol``)."""
+def canonical_molecule(mol: Chem.Mol, *, standardize: bool, original: str | None,
+                       written: str | None = None) -> tuple[str, Chem.Mol, Chem.Mol]:
+    """(text SMILES, the molecule it was written from, the molecule a reader of the text gets: ``text_mol``).
+    ``written``: ``MolToSmiles(mol)`` when the caller has it already (not standardizing)."""
     if standardize:
         mol = chembl_parent(mol)
-    smiles = Chem.MolToSmiles(mol)
+    smiles = Chem.MolToSmiles(mol) if written is None or standardize else written
     parsed_from = original  # the SMILES ``mol`` was parsed from (None: a ctab or a standardized molecule)
     if standardize or smiles != original:
         # Re-reading RDKit's output makes the text a fixed point of the grammar's own parse-and-canonicalize
@@ -324,14 +326,20 @@ class SmilesSource:
         texts: list[str] = []
         identities: list[str] = []
         scaffolds: list[str] = []
+        plain = not config.standardize and config.molecule_key is MoleculeKey.CANONICAL_SMILES
         # RDKit only in this loop (the hashing, JSON and tokenizing after it run over whole columns).
         for index, smiles in enumerate(all_smiles):
             mol = Chem.MolFromSmiles(smiles) if smiles.strip() else None  # as mol_from_smiles, which raises
             if mol is None:
                 continue  # the per-record path below turns it into the reject with RDKit's reason
             try:
-                text, mol, read_back = canonical_molecule(mol, standardize=config.standardize, original=smiles)
-                name, scaffold = identity(text, mol, config.molecule_key), murcko_scaffold(read_back)
+                text = Chem.MolToSmiles(mol)
+                if plain and text == smiles:  # RDKit's own canonical input: canonical_molecule's shortcut, inline
+                    name, scaffold = text, murcko_scaffold(mol)
+                else:
+                    text, mol, read_back = canonical_molecule(mol, standardize=config.standardize, original=smiles,
+                                                              written=text)
+                    name, scaffold = identity(text, mol, config.molecule_key), murcko_scaffold(read_back)
             except Exception:  # the per-record path below turns it into the same reject
                 continue
             fast.append(index)
@@ -416,9 +424,12 @@ def molecule_token_ids(tokenizer: Any, texts: list[str], engine: str) -> pa.List
         return None
     joined = "".join(texts)
     pieces = TOKEN_RE.findall(joined)
-    vocab, unknown = tokenizer.vocab.ids, tokenizer.unk_id
-    ids = np.fromiter((vocab.get(piece, unknown) for piece in pieces), np.int32, len(pieces))
-    if sum(map(len, pieces)) != len(joined) or (ids == unknown).any():
+    vocab = tokenizer.vocab.ids
+    try:
+        ids = np.fromiter(map(vocab.__getitem__, pieces), np.int32, len(pieces))
+    except KeyError:
+        return None
+    if sum(map(len, pieces)) != len(joined) or (ids == tokenizer.unk_id).any():
         return None
     ends = np.flatnonzero(ids == vocab[MOLECULE_E]) + 1
     if len(ends) != len(texts):
