@@ -45,7 +45,7 @@ from pipeline.versions.manifest import Manifest, TableRef, file_sha256
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 PAUSE_ENV = "LOGOS_PAUSE_BEFORE_MANIFEST"  # seconds; lets tests kill a run between data and manifest
 TOKENIZERS_DIR = ".tokenizers"
-# zstd, as the ingest shards (pyarrow's level): Delta's default, snappy, stored the same records 1.5x larger.
+# zstd, the ingest shards' codec: Delta's default, snappy, stored the same records 1.5x larger.
 WRITER_PROPERTIES = deltalake.WriterProperties(compression="ZSTD")
 COMPLETE_MARKER = ".complete"  # written last into an uploaded folder: the folder is whole
 
