@@ -69,12 +69,13 @@ def ray_workers() -> dict[int, tuple[float, float]]:
     return found
 
 
-def _warm() -> int:
-    """Run before the timing, in the driver and once on each worker: the imports a stage needs."""
+def _warm(driver: bool = False) -> int:
+    """Run before the timing, in the driver and once on each worker: the imports a stage needs (megatron-core,
+    which imports torch, only in the driver: it writes and reads back the index)."""
     import importlib
 
-    for module in ("megatron.core.datasets.indexed_dataset", "grammar.tokenizer", "pipeline.dedup",
-                   "pipeline.export_megatron", "pipeline.mix", "pipeline.split"):
+    modules = ["grammar.tokenizer", "pipeline.dedup", "pipeline.export_megatron", "pipeline.mix", "pipeline.split"]
+    for module in modules + (["megatron.core.datasets.indexed_dataset"] if driver else []):
         importlib.import_module(module)
     return os.getpid()
 
@@ -122,7 +123,7 @@ def run_stage(stage: str, work: Path, workers: int | None) -> int:
 
 def child(stage: str, mode: str, work: Path) -> None:
     workers = None if mode == "local" else int(mode)
-    _warm()
+    _warm(driver=True)
     if workers is None:
         rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         wall, cpu = time.perf_counter(), time.process_time()
@@ -134,7 +135,10 @@ def child(stage: str, mode: str, work: Path) -> None:
 
         from pipeline.ray_runtime import ray_session
 
-        with ray_session(num_cpus=workers):
+        # A fresh local Ray of `workers` CPUs even where another one runs on this machine (the stage joins it).
+        ray.init(address="local", num_cpus=workers, include_dashboard=False, object_store_memory=512 * 1024**2,
+                 log_to_driver=False)
+        with ray_session():
             warm = ray.remote(num_cpus=1)(_warm)
             ray.get([warm.remote() for _ in range(workers)])
             rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -261,8 +265,12 @@ def main() -> None:
         print(f"\n## driver peak RSS, {large:,} / {small:,} records ({large / small:.0f}x the input)")
         for stage in STAGES:
             for mode in runs[small][stage]:
-                a, b = runs[small][stage][mode]["driver_rss"], runs[large][stage][mode]["driver_rss"]
-                print(f"{stage:7} {mode:6} {a:8,.0f} MB -> {b:8,.0f} MB: {b / a:.2f}x")
+                a, b = runs[small][stage][mode], runs[large][stage][mode]
+                grown = (b["driver_rss"] - b["rss_before"]) / max(a["driver_rss"] - a["rss_before"], 1.0)
+                print(f"{stage:7} {mode:6} {a['driver_rss']:8,.0f} MB -> {b['driver_rss']:8,.0f} MB: "
+                      f"{b['driver_rss'] / a['driver_rss']:.2f}x; above the start (imports, Ray): "
+                      f"{a['driver_rss'] - a['rss_before']:6,.0f} -> {b['driver_rss'] - b['rss_before']:6,.0f} MB"
+                      f" ({grown:.1f}x)")
 
 
 if __name__ == "__main__":
