@@ -1,15 +1,17 @@
 """The demo workflow on a 3-node Ray cluster with an S3 home (issue 11, item 6).
 
-The cluster is ``ray.cluster_utils.Cluster``: a head and two worker nodes on this machine, one CPU each, so
-ingest's converter actors land on several nodes. The home is a moto S3 server on loopback
-(``home: s3://...``, endpoint and credentials from the environment). The reference is the suite's
-single-process local run of the same demo (the ``demo`` fixture): the cluster run must register the same
-dataset versions (dedup, split, mix, export) and export byte-identical ``.bin/.idx`` files.
+The cluster is ``ray.cluster_utils.Cluster``: a head and two worker nodes on this machine, one CPU each.
+Ingest starts one converter actor per CPU the cluster offers (3), each asking 0.75 CPU, so no node can hold
+two: the converters run on all three nodes, and the Hamilton stages (``executor: ray``) run as Ray tasks.
+The home is a moto S3 server on loopback (``home: s3://...``, endpoint and credentials from the
+environment). The reference is the suite's single-process local run of the same demo (the ``demo``
+fixture): the cluster run must register the same dataset versions (dedup, split, mix, export) and export
+byte-identical ``.bin/.idx`` files.
 
 A converter worker process is killed (SIGKILL) while ingest runs: Ray Data restarts the actor and retries its
 chunk, whose Parquet part has a deterministic name, so the result is unchanged (the same versions prove it).
-The later dataset stages are not Ray tasks of their own yet (issue 11 item 2, in progress), so the kill
-targets ingest, the stage that is.
+The dataset stages' own partition tasks are not used by the workflow yet (each stage runs in process inside
+its Hamilton task; issue 11 item 2, in progress), so the kill targets ingest, the stage that has them.
 """
 
 from __future__ import annotations
