@@ -142,3 +142,24 @@ def test_bad_s3_inputs_are_one_line_errors_and_register_nothing(s3, capsys):
         assert code != 0 and len(lines) == 1 and lines[0].startswith("error: "), (uri, err)
         assert reason in lines[0] and uri.split("/")[2] in lines[0], (uri, lines[0])
     assert DatasetStore(store).names() == []
+
+
+def test_store_options_reach_delta_and_fsspec_and_no_manifest(s3, monkeypatch):
+    """Endpoint and credentials given as fsspec ``storage_options`` (none in the environment) serve every
+    store operation, the Delta commits included; the manifest written holds none of them."""
+    for name in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name)
+    s3fs.S3FileSystem.clear_instance_cache()
+    secret = "options-secret-Pz93kd7Q"
+    options = {"key": "AKIAOPTIONSKEY0001", "secret": secret, "client_kwargs": {"endpoint_url": s3}}
+    store = DatasetStore(f"s3://{BUCKET}/with-options", storage_options=options)
+    from pipeline.versions import Manifest
+
+    table = store.write_table("opts", "records", pa.table({"content_id": ["a", "b"], "n_tokens": [1, 2]}))
+    manifest = store.register(Manifest(name="opts", version="v1", stage="dedup", inputs=[], config=options,
+                                       code_version="test", tokenizer_hash="", tables={"records": table}))
+    again = DatasetStore(f"s3://{BUCKET}/with-options", storage_options=options)
+    assert again.read(again.manifest("opts@v1"))["content_id"].to_list() == ["a", "b"]
+    stored = again.fs.cat_file(f"{BUCKET}/with-options/opts/manifests/v1.json").decode()
+    assert secret not in stored and manifest.config["secret"] == secret  # redacted on disk only
+    s3fs.S3FileSystem.clear_instance_cache()
