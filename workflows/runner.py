@@ -89,7 +89,7 @@ def stage_inputs(loaded: LoadedWorkflow, workspace: Workspace) -> dict[str, Any]
         for name in dag.SOURCE_NAMES
     }
     settings = stage_settings(config)
-    if settings["split"]["exclude"]:
+    if settings["split"]["exclude"] and not is_remote(settings["split"]["exclude"]):
         settings["split"]["exclude"] = str((base_dir / settings["split"]["exclude"]).resolve())
     init = (settings["train"] or {}).get("init") or {}  # continued pretraining: weights to start from
     if any(init.get(key) for key in ("hf", "checkpoint")):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+from pipeline.io import read_text
 from pipeline.split import SplitConfig, assign_splits, read_exclusions, resolved_method
 from pipeline.stages import check_domains
 from pipeline.versions import DatasetStore, TableRef
@@ -33,7 +33,7 @@ def prepare(settings: SplitSettings) -> SplitSettings:
     exclusion file's entries join the direct ones (so the version depends on the entries, not the path)."""
     entries = list(settings.exclusions)
     if settings.exclude is not None:
-        entries += read_exclusions(Path(settings.exclude).read_text().splitlines())
+        entries += read_exclusions(read_text(settings.exclude).splitlines())  # a local path or a URI
     return SplitSettings(resolved_method(settings.config), None, tuple(entries))
 
 

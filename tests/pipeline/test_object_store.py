@@ -163,3 +163,14 @@ def test_store_options_reach_delta_and_fsspec_and_no_manifest(s3, monkeypatch):
     stored = again.fs.cat_file(f"{BUCKET}/with-options/opts/manifests/v1.json").decode()
     assert secret not in stored and manifest.config["secret"] == secret  # redacted on disk only
     s3fs.S3FileSystem.clear_instance_cache()
+
+
+def test_split_exclusion_file_on_s3_reads_as_the_local_one(s3, tmp_path):
+    from pipeline.stages.split import SplitSettings, prepare
+
+    text = "# held-out molecules\nCCO\n\nc1ccccc1 \nC#N\n"
+    (tmp_path / "exclude.txt").write_text(text)
+    boto3.client("s3", endpoint_url=s3).put_object(Bucket=BUCKET, Key="exclude.txt", Body=text.encode())
+    remote = prepare(SplitSettings(exclude=f"s3://{BUCKET}/exclude.txt"))
+    assert remote.exclusions == prepare(SplitSettings(exclude=str(tmp_path / "exclude.txt"))).exclusions
+    assert remote.exclusions == ("CCO", "c1ccccc1", "C#N")
