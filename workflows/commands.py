@@ -90,10 +90,12 @@ def output_lines(results: dict) -> list[tuple[str, str, str]]:
 
 
 def _report(args: argparse.Namespace) -> int:
+    from pipeline.io import join_uri
     from pipeline.versions import DatasetStore
     from workflows.report import write_report
+    from workflows.workspace import default_local_home
 
-    home = Path(args.home)
-    page = write_report(DatasetStore(home / "datasets"), args.dataset, args.out, runs_root=home / "runs")
+    runs = Path(default_local_home(args.home)) / "runs"  # run records stay local when the home is a URI
+    page = write_report(DatasetStore(join_uri(args.home, "datasets")), args.dataset, args.out, runs_root=runs)
     print(json.dumps({"report": str(page)}))
     return 0

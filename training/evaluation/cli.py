@@ -30,9 +30,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _home_store(home: str) -> Any:
+    from pipeline.io import join_uri
     from pipeline.versions import DatasetStore
 
-    return DatasetStore(Path(home) / "datasets")
+    return DatasetStore(join_uri(home, "datasets"))  # a local home or a URI
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
