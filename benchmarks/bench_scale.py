@@ -47,7 +47,6 @@ from inputs import MOSES, ROOT, smiles_rows
 sys.path.insert(0, str(ROOT))
 STAGES = ("dedup", "split", "mix", "export")
 MODES = ("local", "1", "2")  # in process; Ray with 1 and 2 worker CPUs
-SPLIT_BATCH = 250_000
 
 
 # --- child: one stage, one mode ---------------------------------------------------------------------------
@@ -80,7 +79,7 @@ def _warm(driver: bool = False) -> int:
     return os.getpid()
 
 
-def run_stage(stage: str, work: Path, workers: int | None) -> int:
+def run_stage(stage: str, work: Path, workers: int | None, rows_per_task: int) -> int:
     """One stage on the cached inputs in ``work``; returns the records it handled."""
     import polars as pl
 
@@ -96,10 +95,11 @@ def run_stage(stage: str, work: Path, workers: int | None) -> int:
                                         how="inner", maintain_order="left")
     if stage == "dedup":
         out = work / ("dedup" if workers is None else f"dedup-{workers}")
-        return exact_dedup_files(ExactDedupConfig(), shards, out, StreamingConfig(), workers=workers).rows_in
+        stream = StreamingConfig(bucket_rows=rows_per_task)
+        return exact_dedup_files(ExactDedupConfig(), shards, out, stream, workers=workers).rows_in
     if stage == "split":
         records = pl.read_parquet(kept)
-        result = assign_splits(SplitConfig(), records, workers=workers, partition_rows=SPLIT_BATCH)
+        result = assign_splits(SplitConfig(), records, workers=workers, partition_rows=rows_per_task)
         if workers is None:
             result.records.select("content_id", "group", "split").write_parquet(work / "assignments.parquet")
         return records.height
@@ -117,17 +117,18 @@ def run_stage(stage: str, work: Path, workers: int | None) -> int:
     out = work / ("export" if workers is None else f"export-{workers}")
     weights = {split: {"molecule": 1.0} for split in ("train", "valid", "test")}
     dataset = {"name": "bench", "version": "v"}
-    result = export_megatron(ExportConfig(), joined, weights, out, default_tokenizer(), dataset, workers=workers)
+    config = ExportConfig(docs_per_shard=rows_per_task)
+    result = export_megatron(config, joined, weights, out, default_tokenizer(), dataset, workers=workers)
     return sum(n for domains in result.documents.values() for n in domains.values())
 
 
-def child(stage: str, mode: str, work: Path) -> None:
+def child(stage: str, mode: str, work: Path, rows_per_task: int) -> None:
     workers = None if mode == "local" else int(mode)
     _warm(driver=True)
     if workers is None:
         rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         wall, cpu = time.perf_counter(), time.process_time()
-        rows = run_stage(stage, work, None)
+        rows = run_stage(stage, work, None, rows_per_task)
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         worker_rss = 0.0
     else:
@@ -144,7 +145,7 @@ def child(stage: str, mode: str, work: Path) -> None:
             rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             before = ray_workers()
             wall, cpu = time.perf_counter(), time.process_time()
-            rows = run_stage(stage, work, workers)
+            rows = run_stage(stage, work, workers, rows_per_task)
             wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
             after = ray_workers()
             cpu += sum(used - before.get(pid, (0.0, 0.0))[0] for pid, (used, _) in after.items())
@@ -201,8 +202,8 @@ def old_split_rate(work: Path, sample: int) -> float:
     return records.height / (time.process_time() - start)
 
 
-def measure(stage: str, mode: str, work: Path) -> dict:
-    command = [sys.executable, __file__, "--child", stage, mode, str(work)]
+def measure(stage: str, mode: str, work: Path, rows_per_task: int) -> dict:
+    command = [sys.executable, __file__, "--child", stage, mode, str(work), str(rows_per_task)]
     done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, check=False)
     if done.returncode != 0:
         raise SystemExit(f"{stage} ({mode}) failed:\n{done.stderr[-3000:]}")
@@ -225,14 +226,17 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "logos-bench-scale")
     parser.add_argument("--ingest-sample", type=int, default=5_000)
     parser.add_argument("--old-split-sample", type=int, default=5_000)
-    parser.add_argument("--child", nargs=3, metavar=("STAGE", "MODE", "WORK"), help=argparse.SUPPRESS)
+    parser.add_argument("--rows-per-task", type=int, default=250_000,
+                        help="dedup bucket, split partition and export partition rows (results do not depend on it)")
+    parser.add_argument("--child", nargs=4, metavar=("STAGE", "MODE", "WORK", "ROWS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        stage, mode, work = args.child
-        child(stage, mode, Path(work))
+        stage, mode, work, rows_per_task = args.child
+        child(stage, mode, Path(work), int(rows_per_task))
         return
 
-    print(f"# {os.cpu_count()} CPUs on this machine; load average before the runs: {os.getloadavg()[0]:.1f}")
+    print(f"# {os.cpu_count()} CPUs on this machine; load average before the runs: {os.getloadavg()[0]:.1f}; "
+          f"{args.rows_per_task:,} rows per dedup bucket, split and export partition")
     ingest = ingest_rate(args.ingest_sample)
     print(f"# baseline, ingest in process: {ingest:,.0f} records per CPU second")
     runs: dict[int, dict[str, dict[str, dict]]] = {}
@@ -245,7 +249,7 @@ def main() -> None:
         for stage in STAGES:
             runs[size][stage] = {}
             for mode in MODES if stage != "mix" else ("local",):
-                r = measure(stage, mode, work)
+                r = measure(stage, mode, work, args.rows_per_task)
                 runs[size][stage][mode] = r
                 per_cpu = r["rows"] / r["cpu"]
                 print(f"{stage:7} {mode:6} {r['rows']:10,d} {r['wall']:7.2f} {r['rows'] / r['wall']:9,.0f} "
