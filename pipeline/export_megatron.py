@@ -7,18 +7,19 @@ transformers adds the same prefix and nothing after). The dtype is megatron's ow
 (``DType.optimal_dtype``): uint16 when the vocabulary has fewer than 65,500 ids, else int32 (an extended
 Llama-3 or Qwen tokenizer has 128k-152k).
 
-Partition-parallel, streaming: the records are cut into partitions of ``docs_per_shard`` consecutive rows;
-one pass over a partition (``partition_documents``) builds, from the Arrow buffers of its ``input_ids``
-(no Python list per record), the token bytes and document lengths of each (split, domain) it holds. The
-driver appends the partitions' bytes to each prefix's ``.bin`` in partition order and streams their lengths
-to a side file, so it holds one partition's tokens at a time and never a record; the ``.idx`` is written
-from that file at the end. Partitions run in this process (``workers=None``) or as plain Ray tasks
-(``workers=N``: at most N in flight, results taken in order). Why plain tasks rather than Ray Data: the
-unit of work is a row range whose output must be merged in order into a few files; Ray Data would add a
-shuffle-free but order-preserving execution plan and block re-slicing for nothing, while a task per row
-range is the whole need (the result is the same either way; Daft was not tried). Both paths run the
-same partition function, so the files are byte-identical; the tests check them against megatron-core's
-own ``IndexedDatasetBuilder`` writing the records one document at a time.
+Partition-parallel, streaming: the records are read once, in order, in partitions of ``docs_per_shard``
+consecutive rows (the partition size changes no byte of the output); one pass over a partition
+(``partition_documents``) builds, from the Arrow buffers of its ``input_ids`` (no Python list per record), the
+token bytes and document lengths of each (split, domain) it holds. The driver reads the partitions (a
+LazyFrame streamed once) and hands them to the tasks; it appends the partitions' bytes to each prefix's
+``.bin`` in partition order and streams their lengths to a side file, so it holds one partition's tokens at a
+time and never a record; the ``.idx`` is written from that file at the end. Partitions run in this process
+(``workers=None``) or as plain Ray tasks (``workers=N``: at most N in flight, results taken in order). Why
+plain tasks rather than Ray Data: the unit of work is a row range whose output must be merged in order into a
+few files; Ray Data would add a shuffle-free but order-preserving execution plan and block re-slicing for
+nothing, while a task per row range is the whole need (the result is the same either way; Daft was not tried).
+Both paths run the same partition function, so the files are byte-identical; the tests check them against
+megatron-core's own ``IndexedDatasetBuilder`` writing the records one document at a time.
 
 The ``.idx`` layout is megatron-core's (``_IndexWriter``: its header, then the counts, the int32
 sequence lengths, the int64 byte pointers and the int64 document indices): the header comes from
@@ -63,7 +64,7 @@ class ExportError(RuntimeError):
 @dataclass(frozen=True)
 class ExportConfig:
     docs_per_shard: int = 250_000  # records per partition (one task; its bytes are held once, by the driver)
-    batch_rows: int = 65_536  # unused since partitions are read whole; kept so configs that set it still load
+    batch_rows: int = 65_536  # unused: partitions are read whole (docs_per_shard); kept so old configs load
     verify: bool = True
 
 
@@ -124,10 +125,16 @@ def partition_documents(part: pl.DataFrame | pl.LazyFrame, start: list[int], eod
     return pieces
 
 
-def partitions(records: pl.LazyFrame | pl.DataFrame, rows: int, size: int) -> Iterator[pl.LazyFrame | pl.DataFrame]:
-    """Consecutive row ranges of ``records`` (a DataFrame is sliced without a copy; a LazyFrame lazily)."""
-    for offset in range(0, rows, size):
-        yield records.slice(offset, size)
+def partitions(records: pl.LazyFrame | pl.DataFrame, size: int) -> Iterator[pl.DataFrame]:
+    """Consecutive row ranges of ``records``, in order: a DataFrame's slices (no copy), or a LazyFrame
+    streamed once (``collect_batches``: a join in the plan, such as a split dataset's records and
+    assignments, is computed once, not once per partition)."""
+    if isinstance(records, pl.DataFrame):
+        yield from records.iter_slices(size)
+        return
+    for batch in records.collect_batches(chunk_size=size):
+        if batch.height:
+            yield batch
 
 
 class PrefixWriter:
@@ -203,9 +210,7 @@ class PrefixWriter:
 def computed_pieces(records: pl.LazyFrame | pl.DataFrame, size: int, start: list[int], eod: int, dtype: type,
                     workers: int | None) -> Iterator[list[PartitionPiece]]:
     """Each partition's pieces, in partition order: in this process, or on Ray with ``workers`` in flight."""
-    records = records.select("split", "domain", "input_ids")  # a DataFrame's slices then ship only these
-    rows = records.height if isinstance(records, pl.DataFrame) else records.select(pl.len()).collect().item()
-    parts = partitions(records, rows, size)
+    parts = partitions(records.select("split", "domain", "input_ids"), size)  # only these are read and shipped
     if workers is None:
         for part in parts:
             yield partition_documents(part, start, eod, dtype)
