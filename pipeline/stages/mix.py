@@ -23,7 +23,9 @@ def token_counts(
                                                       tokens=pl.col("n_tokens").sum() + specials * pl.len())
     tokens: dict[str, dict[str, int]] = {}
     documents: dict[str, dict[str, int]] = {}
-    for split, domain, docs, n in grouped.collect().iter_rows():
+    # Sorted: the dicts' order is the order mix() sums weights in, so an unsorted (threaded) group_by gave
+    # weights differing in the last bits from run to run, hence blends differing within one version id.
+    for split, domain, docs, n in grouped.sort("split", "domain").collect().iter_rows():
         tokens.setdefault(split, {})[domain] = int(n)
         documents.setdefault(split, {})[domain] = int(docs)
     return tokens, documents
