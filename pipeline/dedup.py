@@ -165,6 +165,9 @@ STREAM_COLUMNS = ["content_id", "source", "source_id", "source_uri", "domain", "
 class StreamingConfig:
     batch_rows: int = 100_000  # rows read at a time in passes 1 and 3
     bucket_rows: int = 100_000  # target rows per hash bucket: bounds the memory of pass 2; the unit of Ray work
+    # Ray tasks for the three passes (None: in process; the same records). The tasks write the stage's
+    # staging folder themselves: on a cluster of several machines that folder must be on a shared filesystem.
+    workers: int | None = None
 
 
 @dataclass

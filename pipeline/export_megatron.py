@@ -66,6 +66,9 @@ class ExportConfig:
     docs_per_shard: int = 250_000  # records per partition (one task; its bytes are held once, by the driver)
     batch_rows: int = 65_536  # unused: partitions are read whole (docs_per_shard); kept so old configs load
     verify: bool = True
+    # Ray tasks building the partitions' documents (None: in this process); the driver writes the files, so
+    # any cluster works. The same bytes either way: not part of the version.
+    workers: int | None = None
 
 
 @dataclass
@@ -245,7 +248,7 @@ def export_megatron(
     dtype = megatron_dtype(tokenizer.vocab_size)
     start, eod = [int(i) for i in tokenizer.prefix_ids], int(tokenizer.eod_id)
     writers: dict[tuple[str, str], PrefixWriter] = {}
-    for pieces in computed_pieces(records, config.docs_per_shard, start, eod, dtype, workers):
+    for pieces in computed_pieces(records, config.docs_per_shard, start, eod, dtype, workers=workers):
         for piece in pieces:
             key = (piece.split, piece.domain)
             if key not in writers:

@@ -93,6 +93,7 @@ class SplitConfig:
     time_split: TimeSplit | None = None
     use_ray: bool = False  # group keys per block on Ray Data (same result)
     batch_rows: int = 4096
+    workers: int | None = None  # Ray tasks deciding partitions' groups and splits (None: in process; same result)
 
     def __post_init__(self) -> None:
         if len(self.fractions) != 3 or min(self.fractions) < 0 or abs(sum(self.fractions) - 1.0) > 1e-9:

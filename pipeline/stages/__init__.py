@@ -172,6 +172,8 @@ REGISTRY: dict[str, DatasetStage] = {stage.name: stage for stage in (
                  help="exact dedup over the files with flat memory"),
             Flag("--bucket-rows", "streaming.bucket_rows",
                  help="streaming: rows per hash bucket (implies --streaming)"),
+            Flag("--workers", "streaming.workers",
+                 help="streaming: Ray tasks for the passes (implies --streaming; the same records)"),
             Flag("--no-near", switch=True, to_config=lambda v: {"near": None}, help="exact dedup only"),
         ),
     ),
@@ -189,6 +191,7 @@ REGISTRY: dict[str, DatasetStage] = {stage.name: stage for stage in (
                  help="reactions by year, e.g. 2012:2015"),
             Flag("--salt", "config.salt", help="hashed with each group key: another salt, other splits"),
             Flag("--ray", "config.use_ray", switch=True, help="compute group keys (RDKit, parsing) on Ray Data"),
+            Flag("--workers", "config.workers", help="Ray tasks deciding partitions (the same splits)"),
         ),
     ),
     DatasetStage(
@@ -208,7 +211,8 @@ REGISTRY: dict[str, DatasetStage] = {stage.name: stage for stage in (
         upstream="mix", outputs=("blend", ".bin/.idx files", "tokenizer"),
         command=("export", "megatron"),
         flags=(
-            Flag("--docs-per-shard", "docs_per_shard", help="documents per .bin/.idx shard"),
+            Flag("--docs-per-shard", "docs_per_shard", help="documents per partition"),
+            Flag("--workers", "workers", help="Ray tasks building partitions (the same bytes)"),
             Flag("--no-verify", switch=True, to_config=lambda v: {"verify": False}, help="skip reading the files back"),
         ),
     ),

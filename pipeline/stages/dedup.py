@@ -76,7 +76,7 @@ def dedup_streaming(store: DatasetStore, name: str, version: str, loaded: Inputs
     near, streaming = config.near, typing.cast(StreamingConfig, config.streaming)
     work = store.staging_dir(name, version)
     try:
-        result = exact_dedup_files(config.exact, loaded.files, work, streaming)
+        result = exact_dedup_files(config.exact, loaded.files, work, streaming, workers=streaming.workers)
         near_duplicates = empty_duplicates()
         if near is not None:
             kept = conform_shard_frame(pl.scan_parquet([str(p) for p in result.kept_files], missing_columns="insert"))

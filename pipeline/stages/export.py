@@ -26,7 +26,8 @@ def compute(config: ExportConfig, loaded: Inputs, name: str, version: str, store
     for share in mixture["shares"]:
         weights.setdefault(share["split"], {})[share["domain"]] = share["weight"]
     staging = store.staging_dir(name, version)
-    result = export_megatron(config, records, weights, staging, tokenizer, {"name": name, "version": version})
+    result = export_megatron(config, records, weights, staging, tokenizer, {"name": name, "version": version},
+                             workers=config.workers)
     blend = store.files_path(name, version, BLEND_FILE)
     outputs = {"blend": str(blend), "mixture": mixture, "documents": result.documents, "tokens": result.tokens}
     return StageOutput(shared_tables(source), source.counts, outputs, staging)

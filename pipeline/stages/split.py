@@ -47,9 +47,9 @@ def compute(settings: SplitSettings, loaded: Inputs, name: str, version: str, st
         from pipeline.ray_runtime import ray_session
 
         with ray_session():
-            result = assign_splits(settings.config, records, settings.exclusions)
+            result = assign_splits(settings.config, records, settings.exclusions, workers=settings.config.workers)
     else:
-        result = assign_splits(settings.config, records, settings.exclusions)
+        result = assign_splits(settings.config, records, settings.exclusions, workers=settings.config.workers)
     counts = record_counts(result.records) | inherited_counts(loaded)
     counts["excluded"] = result.excluded.height
     assignments = result.records.select("content_id", "group", "split").unique("content_id", maintain_order=True)

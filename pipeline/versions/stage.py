@@ -46,7 +46,7 @@ from pipeline.records import SHARD_COLUMN_DEFAULTS, SHARD_SCHEMA, conform_shard_
 from pipeline.versions.manifest import InputRef, Manifest, TableRef, code_version, version_id
 from pipeline.versions.store import DatasetStore
 
-EXECUTION_FIELDS = frozenset({"use_ray", "batch_rows", "threads", "docs_per_shard", "verify"})
+EXECUTION_FIELDS = frozenset({"use_ray", "batch_rows", "threads", "docs_per_shard", "verify", "workers"})
 TOKENIZERS_DIR = ".tokenizers"
 
 

@@ -150,3 +150,51 @@ def test_export_in_process_and_on_ray_are_byte_identical_to_megatrons_builder(sp
         assert [Path("megatron") / p.relative_to("megatron") for p in written] == expected
         for path in expected:
             assert (tmp_path / run / path).read_bytes() == (tmp_path / "reference" / path).read_bytes(), (run, path)
+
+
+def test_workflow_stages_with_workers_give_the_versions_and_bytes_of_the_in_process_run(shards, on_ray, tmp_path,
+                                                                                        monkeypatch):
+    """``workers`` in the stages' configs (what a workflow's ``dedup.streaming.workers``, ``split.config.workers``
+    and ``export.workers`` set) runs the partitions as Ray tasks: the same version ids (workers is execution
+    only) and the same exported bytes as the in-process run, on the real-ingest fixture of the dataset tests."""
+    import pipeline.export_megatron
+    import pipeline.stages.dedup
+    import pipeline.stages.split
+    from pipeline.datasets import dedup_dataset, export_megatron_dataset, mix_dataset, split_dataset
+    from pipeline.versions import DatasetStore
+
+    asked: list[tuple[str, int | None]] = []  # the workers each stage's partitioned function was given
+
+    def spy(module, name: str) -> None:
+        original = getattr(module, name)
+
+        def wrapper(*args, workers=None, **kwargs):
+            asked.append((name, workers))
+            return original(*args, workers=workers, **kwargs)
+
+        monkeypatch.setattr(module, name, wrapper)
+
+    spy(pipeline.stages.dedup, "exact_dedup_files")
+    spy(pipeline.stages.split, "assign_splits")
+    spy(pipeline.export_megatron, "computed_pieces")
+
+    def run(root: Path, workers: int | None) -> tuple[list[str], dict[str, bytes]]:
+        store = DatasetStore(root)
+        dedup = dedup_dataset(store, [str(shards.root)], "d", streaming=StreamingConfig(bucket_rows=500,
+                                                                                         workers=workers))
+        split = split_dataset(store, dedup.manifest.ref, "d",
+                              SplitConfig(proteins=ProteinClusterConfig(method="minhash"), workers=workers))
+        mixed = mix_dataset(store, split.manifest.ref, "d")
+        exported = export_megatron_dataset(store, mixed.manifest.ref, "d", ExportConfig(docs_per_shard=300,
+                                                                                        workers=workers))
+        assert not exported.reused
+        files = root / "d" / "files" / exported.manifest.version
+        return ([r.manifest.version for r in (dedup, split, mixed, exported)],
+                {str(p.relative_to(files)): p.read_bytes() for p in sorted(files.rglob("*")) if p.is_file()})
+
+    in_process = run(tmp_path / "in_process", None)
+    on_workers = run(tmp_path / "on_workers", 2)
+    stages = ["exact_dedup_files", "assign_splits", "computed_pieces"]
+    assert asked == [(name, None) for name in stages] + [(name, 2) for name in stages]
+    assert on_workers[0] == in_process[0]
+    assert any(name.endswith(".bin") for name in in_process[1]) and on_workers[1] == in_process[1]
