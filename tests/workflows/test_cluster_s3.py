@@ -8,10 +8,10 @@ environment). The reference is the suite's single-process local run of the same 
 fixture): the cluster run must register the same dataset versions (dedup, split, mix, export) and export
 byte-identical ``.bin/.idx`` files.
 
-A converter worker process is killed (SIGKILL) while ingest runs: Ray Data restarts the actor and retries its
-chunk, whose Parquet part has a deterministic name, so the result is unchanged (the same versions prove it).
-The dataset stages' own partition tasks are not used by the workflow yet (each stage runs in process inside
-its Hamilton task; issue 11 item 2, in progress), so the kill targets ingest, the stage that has them.
+Split and export run their partitions as Ray tasks on the cluster (``split.config.workers``,
+``export.workers``; execution settings, so the versions must still be the local run's). A converter worker
+process is killed (SIGKILL) while ingest runs: Ray Data restarts the actor and retries its chunk, whose
+Parquet part has a deterministic name, so the result is unchanged (the same versions prove it).
 """
 
 from __future__ import annotations
@@ -110,7 +110,8 @@ def test_cluster_run_on_s3_matches_the_local_run(demo, cluster, s3_env, tmp_path
     try:
         done = subprocess.run(
             [sys.executable, "-m", "workflows.cli", "run", "demo", "--set", f"home={home}", "--set", "targets=[export]",
-             "--set", "executor=ray", "--ray-address", address], cwd=tmp_path, env=env, capture_output=True,
+             "--set", "executor=ray", "--set", "split.config.workers=2", "--set", "export.workers=2",
+             "--ray-address", address], cwd=tmp_path, env=env, capture_output=True,
             text=True, timeout=900)
     finally:
         stop.set()
