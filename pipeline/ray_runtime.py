@@ -44,6 +44,9 @@ def ray_session(address: str | None = None, num_cpus: int | None = None,
     reaper = _start_reaper()
     try:
         ray.init(
+            # "local": a new instance, always. Without it ray.init joins whatever cluster /tmp/ray names (a
+            # `ray start` or a test's cluster on this machine) and then refuses num_cpus.
+            address="local",
             num_cpus=num_cpus or os.cpu_count(),
             include_dashboard=False,
             object_store_memory=512 * 1024 * 1024,
