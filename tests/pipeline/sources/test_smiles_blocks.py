@@ -19,6 +19,7 @@ from grammar.tokenizer import default_tokenizer
 from pipeline.convert import ChunkResult, convert_items
 from pipeline.records import SourceBlock
 from pipeline.sources import make_source
+from tests.pipeline.sources.block_helpers import OtherKindTokenizer
 
 N_EGFR = 100  # EGFR rows (of 5,568) in the mixed table
 
@@ -101,18 +102,6 @@ def test_joined_token_ids_equal_the_rust_tokenizer(data_dir: Path, tmp_path: Pat
     rows = by_blocks(make_source("smiles", {"delimiter": " "}), mixed_table(data_dir, tmp_path), 4096).records_table()
     texts = rows["text"].to_pylist()
     assert rows["input_ids"].to_pylist() == default_tokenizer().encode_batch(texts, engine="rust")
-
-
-class OtherKindTokenizer:
-    """The native tokenizer seen as another kind: the block path must then use the tokenizer's batch call."""
-
-    kind = "other"
-
-    def __init__(self) -> None:
-        self.inner = default_tokenizer()
-
-    def encode_batch_results(self, texts, *, engine="rust"):
-        return self.inner.encode_batch_results(texts, engine=engine)
 
 
 def test_other_tokenizer_kinds_and_engines_encode_through_the_tokenizer(data_dir: Path, tmp_path: Path) -> None:

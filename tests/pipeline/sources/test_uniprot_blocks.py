@@ -21,6 +21,7 @@ from pipeline.convert import ChunkResult, convert_items
 from pipeline.ingest import read_file_chunks
 from pipeline.records import SourceBlock
 from pipeline.sources import make_source
+from tests.pipeline.sources.block_helpers import OtherKindTokenizer
 
 FASTA_FILES = [
     "uniprot/uniprotkb_UP000000429_Hpylori26695_proteome_first1100.fasta",
@@ -135,18 +136,6 @@ def test_lookup_token_ids_equal_the_rust_tokenizer(data_dir: Path) -> None:
     rows = by_blocks(make_source("uniprot"), data_dir / FASTA_FILES[0], 4096).records_table()
     texts = rows["text"].to_pylist()
     assert rows["input_ids"].to_pylist() == tokenizer.encode_batch(texts, engine="rust")
-
-
-class OtherKindTokenizer:
-    """The native tokenizer seen as another kind: the block path must then use the tokenizer's batch call."""
-
-    kind = "other"
-
-    def __init__(self) -> None:
-        self.inner = default_tokenizer()
-
-    def encode_batch_results(self, texts, *, engine="rust"):
-        return self.inner.encode_batch_results(texts, engine=engine)
 
 
 def test_other_tokenizer_kinds_encode_through_the_tokenizer(data_dir: Path, tmp_path: Path) -> None:
