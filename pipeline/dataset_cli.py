@@ -161,18 +161,26 @@ def _report(stage_run) -> int:
 
 
 def _guarded(handler):
+    """One line ``error: ...`` for an expected error, with the exit code of ``workflows.errors``: 2 for a
+    usage error (a wrong name, path, flag value or layout), 1 for a failure (an input that cannot be read,
+    missing credentials, a partition whose worker kept dying). A refused argument value (a plain
+    ``ValueError`` from the flags, e.g. ``--weights molecule``) is a usage error; anything else is a bug and
+    keeps its traceback (as does every error under ``logos -v``)."""
+
     def run(args: argparse.Namespace) -> int:
-        from pipeline.datasets import InputError
-        from pipeline.export_megatron import ExportError
-        from pipeline.split import SplitError
-        from pipeline.versions import DatasetNotFound
+        from workflows.errors import USAGE, user_error
 
         _STARTED[0] = time.perf_counter()
         try:
             return handler(args)
-        except (DatasetNotFound, InputError, SplitError, ExportError, ValueError, FileNotFoundError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
+        except Exception as exc:
+            found = None if getattr(args, "verbose", False) else user_error(exc)
+            if found is None and isinstance(exc, ValueError) and not getattr(args, "verbose", False):
+                found = " ".join(str(exc).split()), USAGE
+            if found is None:
+                raise
+            print(f"error: {found[0]}", file=sys.stderr)
+            return found[1]
 
     return run
 

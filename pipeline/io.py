@@ -49,13 +49,16 @@ def expand_inputs(
     """Files named by ``inputs`` (files, globs, directories searched recursively), sorted, unique.
 
     ``suffixes`` filters directory listings (``.cif``, ``.cif.gz``, ...); files named explicitly or by
-    glob are always kept, so a user can point at any file.
+    glob are always kept, so a user can point at any file. A pattern that matches no file is an error
+    naming it, like a missing file: beside other inputs it would otherwise vanish without a word.
     """
     found: dict[str, None] = {}
     for spec in inputs:
         fs, path = url_to_fs(spec, **(storage_options or {}))
         if GLOB_CHARS & set(path):
             matches = sorted(p for p in fs.glob(path) if fs.isfile(p))
+            if not matches:
+                raise FileNotFoundError(f"input not found: {spec} (the pattern matches no file)")
         elif fs.isdir(path):
             matches = sorted(p for p in fs.find(path) if not suffixes or p.lower().endswith(tuple(suffixes)))
         elif fs.exists(path):

@@ -32,6 +32,19 @@ def _usage_types() -> tuple[type[BaseException], ...]:
     return tuple(found)
 
 
+def _failure_types() -> tuple[type[BaseException], ...]:
+    """Errors of a right command in a failing world, checked before the usage types (``InputUnreadable`` is
+    an ``InputError``): an input that is there but cannot be read, a partition whose worker kept dying."""
+    found: list[type[BaseException]] = []
+    for module, name in (("pipeline.versions.stage", "InputUnreadable"),
+                         ("pipeline.partition_tasks", "PartitionFailed")):
+        try:
+            found.append(getattr(__import__(module, fromlist=[name]), name))
+        except (ImportError, AttributeError):  # a module being reorganised must not break error reporting
+            continue
+    return tuple(found)
+
+
 def user_error(exc: BaseException) -> tuple[str, int] | None:
     """``(one line, exit code)`` for an expected error, ``None`` for a bug."""
     from pipeline.redact import redact_text
@@ -59,6 +72,8 @@ def _classify(exc: BaseException) -> tuple[str, int] | None:
         return str(exc), FAILURE
     if isinstance(exc, LaunchError) and "\n" in str(exc):  # a run that started and failed: its first line
         return str(exc).splitlines()[0].rstrip(":") + " (the ranks' logs are in its run_dir/logs)", FAILURE
+    if isinstance(exc, _failure_types()):
+        return str(exc) or type(exc).__name__, FAILURE
     if isinstance(exc, FileNotFoundError) and exc.filename:
         return f"{exc.filename}: no such file or directory", USAGE
     if isinstance(exc, _usage_types()):

@@ -54,6 +54,12 @@ class InputError(ValueError):
     """An input that is not a dataset in the store nor readable tokenized shards, with why."""
 
 
+class InputUnreadable(InputError):
+    """An input that is there and of the right kind but cannot be read (no access, a storage error, bytes
+    that are not Parquet): the world failed, not the command, so the CLI exits 1 (a wrong name, a missing
+    path or a foreign schema is a usage error, exit 2)."""
+
+
 @dataclass
 class Inputs:
     refs: list[InputRef]
@@ -155,15 +161,18 @@ def keep_tokenizer(store: DatasetStore, inputs: Inputs) -> None:
 
 def uri_input(spec: str) -> tuple[InputRef, list[str], list[str]]:
     """An ingest output folder, a folder of Parquet shards, files or a glob, local or on object storage
-    (read through fsspec): its record and reject files and a checksum of their bytes. Anything unreadable
-    (missing, no access, not Parquet, not tokenized shards) is one ``InputError`` naming the file."""
+    (read through fsspec): its record and reject files and a checksum of their bytes. Anything unusable is
+    one ``InputError`` naming the file: missing (a path, bucket or pattern matching nothing) or not tokenized
+    shards, or ``InputUnreadable`` when it is there but cannot be read (no access, not Parquet)."""
     try:
         return _uri_input(spec)
     except InputError:
         raise
-    except (OSError, ValueError) as exc:  # fsspec/s3fs: FileNotFoundError, PermissionError; Arrow: not Parquet
+    except FileNotFoundError as exc:  # fsspec/s3fs: no such path or bucket; pipeline.io: a pattern matching nothing
+        raise InputError(f"{spec}: no shards there ({' '.join(str(exc).split()) or 'not found'})") from None
+    except (OSError, ValueError) as exc:  # fsspec/s3fs: PermissionError, storage errors; Arrow: not Parquet
         reason = " ".join(str(exc).split()) or type(exc).__name__
-        raise InputError(f"{spec}: cannot read the shards ({reason})") from None
+        raise InputUnreadable(f"{spec}: cannot read the shards ({reason})") from None
 
 
 def _uri_input(spec: str) -> tuple[InputRef, list[str], list[str]]:
@@ -182,7 +191,7 @@ def _uri_input(spec: str) -> tuple[InputRef, list[str], list[str]]:
         try:
             columns = parquet_column_names(path)
         except (OSError, ValueError) as exc:
-            raise InputError(f"{path}: not a Parquet shard ({' '.join(str(exc).split())})") from None
+            raise InputUnreadable(f"{path}: not a Parquet shard ({' '.join(str(exc).split())})") from None
         missing = set(SHARD_SCHEMA.names) - set(SHARD_COLUMN_DEFAULTS) - set(columns)
         if missing:
             raise InputError(f"{path}: not a tokenized shard, missing columns {sorted(missing)}")

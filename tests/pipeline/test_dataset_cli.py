@@ -84,6 +84,24 @@ def test_errors_are_one_clear_line(tmp_path, capsys, argv, message):
     assert err.startswith("error: ") and message in err
 
 
+def test_bad_inputs_beside_good_shards_exit_2_for_usage_1_for_failure(shards, tmp_path, capsys):
+    """A pattern that matches nothing (a wrong path: usage, exit 2) and a shard that is not Parquet (the input
+    is there but cannot be read: a failure, exit 1) are each one line naming the input, beside good shards
+    that would otherwise make a version; nothing is registered."""
+    store = tmp_path / "store"
+    broken = tmp_path / "broken" / "records"
+    broken.mkdir(parents=True)
+    (broken / "part-0.parquet").write_bytes(b"not parquet at all")
+    pattern = str(tmp_path / "nomatch-*" / "records" / "*.parquet")
+    for bad, code, words in ((pattern, 2, [pattern, "matches no file"]),
+                             (str(broken.parent), 1, ["part-0.parquet", "not a Parquet shard"])):
+        got, _, err = run(capsys, "dedup", str(shards.root), bad, "--name", "x", "--store", str(store))
+        lines = err.strip().splitlines()
+        assert got == code and len(lines) == 1 and lines[0].startswith("error: "), err
+        assert all(word in lines[0] for word in words), lines[0]
+    assert DatasetStore(store).names() == []
+
+
 def test_stage_writes_a_version_of_its_input_dataset_without_name(shards, tmp_path, capsys):
     """``logos split mydata`` (as the README writes it) adds a version to ``mydata``; shards need ``--name``."""
     store = ["--store", str(tmp_path / "store")]

@@ -85,6 +85,17 @@ def test_s3_glob_and_reads_match_local_files(bucket: dict[str, Path]) -> None:
     assert source.convert(item).samples[0].source_id == item.payload["chembl_id"]
 
 
+def test_a_pattern_matching_nothing_is_an_error_beside_other_inputs(bucket: dict[str, Path], data_dir: Path) -> None:
+    """An input pattern that matches no file names itself in the error, on S3 and locally, even when the
+    other inputs find files (ingest would otherwise run on those alone, the pattern's files silently absent)."""
+    for found, pattern in ((f"s3://{BUCKET}/chembl/*.txt", f"s3://{BUCKET}/chembl/nomatch-*.txt"),
+                           (str(data_dir / CHEMREPS), str(data_dir / "chembl" / "nomatch-*.txt"))):
+        assert expand_inputs([found])
+        with pytest.raises(FileNotFoundError, match="matches no file") as error:
+            expand_inputs([found, pattern])
+        assert pattern in str(error.value)
+
+
 def test_s3_sqlite_database_is_downloaded_and_read(bucket: dict[str, Path], s3_endpoint: str, tmp_path: Path) -> None:
     path = tmp_path / "chembl.db"
     with sqlite3.connect(path) as db:

@@ -122,7 +122,10 @@ def _dedup_error(capsys, store: str, *inputs: str) -> tuple[int, str]:
     return code, capsys.readouterr().err
 
 
-def test_bad_s3_inputs_are_one_line_errors_and_register_nothing(s3, capsys):
+def test_bad_s3_inputs_are_one_line_errors_and_register_nothing(s3, ingested, capsys):
+    """Each bad input comes after good shards (so nothing is refused for lack of input): a wrong path,
+    bucket, pattern or layout is a usage error (exit 2), bytes that are not Parquet a failure (exit 1)."""
+    _, good = ingested
     store = f"s3://{BUCKET}/bad-inputs"
     client = boto3.client("s3", endpoint_url=s3)
     foreign = pa.table({"smiles": ["CCO"], "label": [1]})  # a real Parquet file, not tokenized shards
@@ -131,16 +134,17 @@ def test_bad_s3_inputs_are_one_line_errors_and_register_nothing(s3, capsys):
     client.put_object(Bucket=BUCKET, Key="foreign/records/part-0.parquet", Body=sink.getvalue().to_pybytes())
     client.put_object(Bucket=BUCKET, Key="broken/records/part-0.parquet", Body=b"not parquet at all")
     cases = {
-        f"s3://{BUCKET}/no/such/shards": "no/such/shards",
-        "s3://logos-no-such-bucket/shards": "logos-no-such-bucket",
-        f"s3://{BUCKET}/foreign": "missing columns",
-        f"s3://{BUCKET}/broken": "not a Parquet shard",
+        f"s3://{BUCKET}/no/such/shards": ("no/such/shards", 2),
+        "s3://logos-no-such-bucket/shards": ("logos-no-such-bucket", 2),
+        f"s3://{BUCKET}/ingest/nomatch-*/records/*.parquet": ("matches no file", 2),
+        f"s3://{BUCKET}/foreign": ("missing columns", 2),
+        f"s3://{BUCKET}/broken": ("not a Parquet shard", 1),
     }
-    for uri, reason in cases.items():
-        code, err = _dedup_error(capsys, store, uri)
+    for uri, (reason, expected) in cases.items():
+        code, err = _dedup_error(capsys, store, good, uri)
         lines = err.strip().splitlines()
-        assert code != 0 and len(lines) == 1 and lines[0].startswith("error: "), (uri, err)
-        assert reason in lines[0] and uri.split("/")[2] in lines[0], (uri, lines[0])
+        assert code == expected and len(lines) == 1 and lines[0].startswith("error: "), (uri, err)
+        assert reason in lines[0] and uri.split("/", 3)[3] in lines[0], (uri, lines[0])
     assert DatasetStore(store).names() == []
 
 

@@ -16,6 +16,9 @@ CHEMBL = str(REPO / "tests/data/chembl/chembl_30_chemreps_100.txt")
 # (arguments, exit code, words the line must contain). Each runs in an empty folder with no AWS credentials.
 CASES = {
     "missing input file": (["ingest", "chembl", "missing.txt", "--out", "shards"], 2, ["missing.txt"]),
+    # beside a real input, a pattern matching nothing must not vanish without a word
+    "pattern matching no file": (["ingest", "chembl", CHEMBL, "nomatch-*.txt", "--out", "shards"], 2,
+                                 ["nomatch-*.txt", "matches no file"]),
     "invalid -o key, before Ray": (["ingest", "chembl", CHEMBL, "--out", "shards", "-o", "colour=red"], 2,
                                    ["colour", "known keys", "molecule_key"]),
     "missing dataset in report": (["report", "nosuch", "--out", "report"], 2, ["nosuch", "have: none"]),
