@@ -29,6 +29,8 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.shards import parquet_options
+
 MATERIAL_GROUP_PREFIX = "material:"
 IS_GROUP = pl.col("dedup_key").str.starts_with(MATERIAL_GROUP_PREFIX)
 RANK_COLUMNS = ("_rank", "content_id", "source", "source_id", "source_uri")
@@ -374,7 +376,8 @@ def write_kept(
 def write_kept_file(source: str, drop: np.ndarray, path: Path, batch_rows: int) -> int:
     """Pass 3 on one file: its rows not in ``drop`` (sorted row numbers), in input order; rows written."""
     rows_kept = 0
-    with pq.ParquetWriter(path, pq.read_schema(source), compression="zstd") as writer:  # as ingest writes shards
+    schema = pq.read_schema(source)
+    with pq.ParquetWriter(path, schema, **parquet_options(schema)) as writer:  # as ingest writes shards
         offset = 0
         for batch in read_batches(source, batch_rows):
             rows = np.arange(offset, offset + batch.num_rows)
