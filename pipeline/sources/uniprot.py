@@ -86,8 +86,9 @@ from pipeline.records import (
     Sample,
     SourceBlock,
     SourceItem,
-    content_id,
+    content_ids,
     dedup_key,
+    dedup_keys,
 )
 from pipeline.sources.base import Conversion, metadata_without_nones, reject_from
 from pipeline.sources.smiles import WrongHeader, guarded
@@ -239,13 +240,18 @@ class UniprotSource:
         # Each record as \x01 letters \x02 (one byte per letter: a non-ASCII letter becomes "?"; one byte per tag),
         # so one table lookup shows every letter outside the alphabet and gives every token id.
         codes = np.frombuffer(("\x01" + "\x02\x01".join(sequences) + "\x02").encode("ascii", "replace"), np.uint8)
-        outside = ~RESIDUE_BYTES[codes]  # the two tag bytes of each record count as outside
+        table = letter_token_table(tokenizer)
         fast = lengths >= self.config.min_length
         if self.config.max_length is not None:
             fast &= lengths <= self.config.max_length
-        if np.count_nonzero(outside) != 2 * count:  # some record holds a letter outside the alphabet
-            before = np.concatenate(([0], np.cumsum(outside)))
-            fast &= before[offsets[1:]] - before[offsets[:-1]] == 2
+        if table is not None:  # the native tokenizer's ids: -1 for a letter outside the alphabet, the tags are tokens
+            token_ids = table[codes]
+            if token_ids.min() < 0:
+                fast &= _per_record(token_ids < 0, offsets) == 0
+        else:  # the two tag bytes of each record count as outside RESIDUE_BYTES
+            outside = ~RESIDUE_BYTES[codes]
+            if np.count_nonzero(outside) != 2 * count:  # some record holds a letter outside the alphabet
+                fast &= _per_record(outside, offsets) == 2
         source_ids, metadata, groups = block_headers(headers, fast, lengths)
         everything = bool(fast.all())
 
@@ -253,9 +259,8 @@ class UniprotSource:
             return values if everything else list(itertools.compress(values, fast))
 
         texts = [f"{PROTEIN_S}{sequence}{PROTEIN_E}" for sequence in kept(sequences)]
-        table = letter_token_table(tokenizer)
         if table is not None:
-            token_ids = table[codes if everything else codes[np.repeat(fast, lengths + 2)]]
+            token_ids = token_ids if everything else token_ids[np.repeat(fast, lengths + 2)]
             kept_offsets = np.zeros(len(texts) + 1, np.int32)
             np.cumsum(lengths[fast] + 2, out=kept_offsets[1:])
             input_ids = pa.ListArray.from_arrays(pa.array(kept_offsets), pa.array(token_ids))
@@ -270,7 +275,7 @@ class UniprotSource:
         rows = np.flatnonzero(fast)
         written = len(rows)
         batch = pa.RecordBatch.from_arrays([
-            pa.array([content_id("protein", text) for text in texts], pa.string()),
+            pa.array(content_ids("protein", texts), pa.string()),
             pa.array([self.name] * written, pa.string()),
             pa.array(kept(source_ids), pa.string()),
             pa.array(["protein"] * written, pa.string()),
@@ -278,7 +283,7 @@ class UniprotSource:
             pa.array(texts, pa.large_string()),
             input_ids,
             pa.array(lengths[rows] + 2, pa.int32()),
-            pa.array([dedup_key("protein", sequence) for sequence in kept(sequences)], pa.string()),
+            pa.array(dedup_keys("protein", kept(sequences)), pa.string()),
             pa.array(kept(metadata), pa.string()),
             pa.array([block.uri] * written, pa.string()),
             pa.array(kept(groups), pa.string()),
@@ -366,6 +371,12 @@ class UniprotSource:
         return raw, replaced
 
 
+def _per_record(flags: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """How many of ``flags`` (one per byte of a block's codes) fall in each record (``offsets`` bound them)."""
+    before = np.concatenate(([0], np.cumsum(flags)))
+    return before[offsets[1:]] - before[offsets[:-1]]
+
+
 ALLOWED_INPUT = frozenset(RESIDUE_ALPHABET + AMBIGUITY_CODES)
 AMBIGUOUS = frozenset(AMBIGUITY_CODES)
 TO_UNKNOWN = str.maketrans({code: "X" for code in AMBIGUITY_CODES})
@@ -382,18 +393,25 @@ UNIPROTKB_LINE = re.compile(
     rf"^(?:(sp|tr)\|([^|\s]+)\|(\S+) ([^=\n]+) OS=([^=\n]+) OX=({_NUMBER})(?: GN=([^=\n]+))? PE=({_NUMBER}) "
     rf"SV=({_NUMBER})|[^\n]*)$", re.MULTILINE)
 JSON_ESCAPED = re.compile(r'[^ -~]|["\\]')  # a character json.dumps (ensure_ascii) writes escaped
-CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")  # JSON_ESCAPED's characters besides '"', '\\', non-ASCII; not \n
+# The bytes json.dumps writes as they are (printable ASCII but '"' and the backslash), and the newline joining lines.
+AS_IS_BYTES = bytes(c for c in range(0x20, 0x7F) if c not in b'"\\') + b"\n"
+SPACE, EQUALS = ord(" "), ord("=")
 
 
 def _written_as_is(text: str) -> bool:
-    """Whether JSON writes every character of ``text`` (lines joined by newlines) as it is."""
-    return text.isascii() and '"' not in text and "\\" not in text and not CONTROL.search(text)
+    """Whether JSON writes every character of ``text`` (lines joined by newlines) as it is. (Deleting the allowed
+    bytes with ``bytes.translate`` and finding none left: ~8x faster than a regex search over a block's headers.)"""
+    return text.isascii() and not text.encode("ascii").translate(None, AS_IS_BYTES)
 
 
 def _templated(headers: str) -> bool:
     """Whether the UNIPROTKB_LINE values of ``headers`` (matching lines, joined) are those of ``fasta_header``:
-    no value with outer spaces (``_tagged_fields`` strips them), which needs a double space or a space after "="."""
-    return "  " not in headers and "= " not in headers
+    no value with outer spaces (``_tagged_fields`` strips them), which needs a double space or a space after "=".
+    (Compared over the UTF-8 bytes with numpy: ``"  " in text`` took a tenth of a block's header time; no byte of a
+    multi-byte UTF-8 character is a space or "=".)"""
+    data = np.frombuffer(headers.encode(), np.uint8)
+    before = data[:-1]
+    return not (((before == SPACE) | (before == EQUALS)) & (data[1:] == SPACE)).any()
 
 
 def _uniprotkb_json(db: str, accession: str, name: str, description: str, organism: str, taxon: str, gene: str,
