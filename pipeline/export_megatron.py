@@ -39,7 +39,7 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +49,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from grammar.tokenizer import LogosTokenizer
+from pipeline.partitions import Partition, Storage, read_partition
 
 BLEND_FORMAT = "logos-megatron-blend/1"
 BLEND_FILE = "blend.json"
@@ -243,12 +244,70 @@ def export_megatron(
     workers: int | None = None,
 ) -> ExportResult:
     """Write every (split, domain) in ``records`` and a blend with ``weights`` (split -> domain -> weight).
-    ``workers``: None runs the partitions in this process; N runs them as Ray tasks, N at a time."""
-    out = Path(out_dir)
+    ``workers``: None runs the partitions in this process; N runs them as Ray tasks, N at a time. The records
+    pass through this process (``export_files`` is the same with each task reading its own partition)."""
     dtype = megatron_dtype(tokenizer.vocab_size)
     start, eod = [int(i) for i in tokenizer.prefix_ids], int(tokenizer.eod_id)
+    pieces = computed_pieces(records, config.docs_per_shard, start, eod, dtype, workers=workers)
+    return write_export(config, pieces, weights, Path(out_dir), tokenizer, dataset)
+
+
+def export_partition(partition: Partition, assignments: str, storage: Storage, start: list[int], eod: int,
+                     dtype: type) -> list[PartitionPiece]:
+    """One partition's pieces, read by the task itself: its records rows (``domain, input_ids``) joined with its
+    assignments file (``content_id, split``; the split stage wrote it for exactly these rows)."""
+    rows = read_partition(partition, ("content_id", "domain", "input_ids"), storage)
+    split = pl.read_parquet(assignments, columns=["content_id", "split"], storage_options=storage)
+    joined = rows.join(split, on="content_id", how="inner", maintain_order="left")
+    return partition_documents(joined, start, eod, dtype)
+
+
+def export_files(
+    config: ExportConfig,
+    partitions: Sequence[tuple[Partition, str]],
+    weights: dict[str, dict[str, float]],
+    out_dir: str | Path,
+    tokenizer: LogosTokenizer,
+    dataset: dict[str, str],
+    workers: int | None = None,
+    storage: Storage = None,
+) -> ExportResult:
+    """``export_megatron`` over record files: each partition (records rows, its assignments file) is read and
+    turned into documents by its own task (``export_partition``); this process appends the tasks' bytes in
+    partition order and writes the ``.idx``, holding at most ``2 x workers`` partitions' tokens, never a record.
+    The same bytes as ``export_megatron`` over the same records joined with their assignments."""
+    dtype = megatron_dtype(tokenizer.vocab_size)
+    start, eod = [int(i) for i in tokenizer.prefix_ids], int(tokenizer.eod_id)
+
+    def pieces() -> Iterator[list[PartitionPiece]]:
+        if workers is None:
+            for partition, assignments in partitions:
+                yield export_partition(partition, assignments, storage, start, eod, dtype)
+            return
+        import ray
+
+        from pipeline.ray_runtime import ray_session
+
+        with ray_session(num_cpus=workers):
+            task = ray.remote(num_cpus=1, max_retries=3)(export_partition)
+            pending = []
+            for partition, assignments in partitions:
+                pending.append(task.remote(partition, assignments, storage, start, eod, dtype))
+                if len(pending) >= 2 * workers:  # the next ones run while the driver writes
+                    yield ray.get(pending.pop(0))
+            while pending:
+                yield ray.get(pending.pop(0))
+
+    return write_export(config, pieces(), weights, Path(out_dir), tokenizer, dataset)
+
+
+def write_export(config: ExportConfig, parts: Iterable[list[PartitionPiece]], weights: dict[str, dict[str, float]],
+                 out: Path, tokenizer: LogosTokenizer, dataset: dict[str, str]) -> ExportResult:
+    """Append each partition's pieces (in partition order) to its prefix's files; then the indexes, the
+    tokenizer and the blend."""
+    dtype = megatron_dtype(tokenizer.vocab_size)
     writers: dict[tuple[str, str], PrefixWriter] = {}
-    for pieces in computed_pieces(records, config.docs_per_shard, start, eod, dtype, workers=workers):
+    for pieces in parts:
         for piece in pieces:
             key = (piece.split, piece.domain)
             if key not in writers:

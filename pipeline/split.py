@@ -55,6 +55,7 @@ from grammar.tags import PROTEIN_E, PROTEIN_S
 from pipeline.dedup import as_frame
 from pipeline.groups import key_group, molecule_group, product_group
 from pipeline.near_dedup import NearDedupConfig, clusters, similar_pairs
+from pipeline.partitions import Partition, Storage, read_partition
 
 SPLITS = ("train", "valid", "test")
 PROTEIN_DOMAINS = ("protein", "pocket", "complex", "antibody")
@@ -94,6 +95,9 @@ class SplitConfig:
     use_ray: bool = False  # group keys per block on Ray Data (same result)
     batch_rows: int = 4096
     workers: int | None = None  # Ray tasks deciding partitions' groups and splits (None: in process; same result)
+    # Records per partition (one task each; a stored dataset's partitions are row ranges of its files); the
+    # same splits whatever it is.
+    partition_rows: int = field(default=250_000, metadata={"execution": True})
 
     def __post_init__(self) -> None:
         if len(self.fractions) != 3 or min(self.fractions) < 0 or abs(sum(self.fractions) - 1.0) > 1e-9:
@@ -167,45 +171,118 @@ def assign_splits(
     config: SplitConfig, records: pl.DataFrame | pa.Table, exclude: Sequence[str] = (), workers: int | None = None,
     partition_rows: int = 250_000,
 ) -> SplitResult:
-    """Each record's group and split, and the train records decontamination removes.
+    """Each record's group and split, and the train records decontamination removes, for records in memory
+    (``split_files`` is the same over files, each task reading its own partition).
 
     Partitions of ``partition_rows`` consecutive rows are handled independently (``partition_groups``:
     group keys from the columns or the text, each group's hash split, each group's first year for the time
     split), in this process (``workers=None``) or as plain Ray tasks (``workers=N`` CPUs); a split depends
-    on the group key alone, so partitions need no exchange. What needs every partition stays here: protein
-    clusters (MMseqs2 or MinHash over the distinct chains, one node), the time split's first year per
-    group (a min over the partitions' per-group minima) and the exclusions. Plain tasks rather than Ray
-    Data: each partition is one call returning a few columns, merged in order; nothing to pipeline.
+    on the group key alone, so partitions need no exchange. What needs every partition is merged here
+    (``merge_globals``): protein clusters (MMseqs2 or MinHash over the distinct chains, one node), the time
+    split's first year per group (a min over the partitions' per-group minima) and the exclusions; each
+    partition then applies them (``decided_partition``). Plain tasks rather than Ray Data: each partition is
+    one call returning a few columns, merged in order; nothing to pipeline.
     """
     frame = as_frame(records)
+    excluded_raw = exclusion_groups(exclude)
+    keys = excluded_keys(excluded_raw)
+    parts = list(frame.iter_slices(partition_rows))
+    groups = list(computed_groups(config, frame, workers, partition_rows))
+    decisions = merge_globals(config, [globals_of(p, g, keys) for p, g in zip(parts, groups, strict=True)],
+                              excluded_raw)
+    kept, removed = [], []
+    for part, part_groups, chain_groups in zip(parts, groups, decisions.chain_groups, strict=True):
+        decided = decided_partition(config, part, part_groups, chain_groups, decisions)
+        kept.append(decided[0])
+        removed.append(decided[1])
+    if not parts:
+        empty = frame.with_columns(group=pl.lit(None, pl.String), split=pl.lit(None, pl.String))
+        return SplitResult(empty, empty, decisions.method)
+    return SplitResult(pl.concat(kept), pl.concat(removed), decisions.method)
+
+
+def exclusion_groups(exclude: Sequence[str]) -> list[str | list[str]]:
+    """Each exclusion entry's group (or chains, to cluster with the records'), or one error naming it."""
     excluded_raw = []
     for n, line in enumerate(exclude, 1):
         try:
             excluded_raw.append(exclusion_group(line))
         except GrammarError as exc:
             raise SplitError(f"exclusion entry {n} {line[:80]!r}: {exc}") from exc
-    parts = list(computed_groups(config, frame, workers, partition_rows))
-    group = pl.concat([p.group for p in parts]) if parts else pl.Series("group", [], pl.String)
-    split = pl.concat([p.split for p in parts]) if parts else pl.Series("split", [], pl.String)
-    offsets = np.cumsum([0] + [len(p.group) for p in parts])
-    chain_rows = np.concatenate([p.chain_rows + o for p, o in zip(parts, offsets, strict=False)] or [[]])
+    return excluded_raw
+
+
+def excluded_keys(excluded_raw: Sequence[str | list[str]]) -> frozenset[str]:
+    """The dedup keys the exclusion entries name (a record with one of them takes its group out of train)."""
+    return frozenset(g.removeprefix("dedup-key:") for g in excluded_raw
+                     if isinstance(g, str) and g.startswith("dedup-key:"))
+
+
+@dataclass
+class PartitionGlobals:
+    """What one partition contributes to the decisions that need every partition (``merge_globals``)."""
+
+    chain_lists: list[list[str]]  # chains of the rows whose group is a protein cluster, in chain_rows order
+    chain_years: pl.Series  # their years (time split), else null
+    first_years: pl.DataFrame  # (group, year): each keyed group's first year in the time split's domains
+    hit_groups: list[str]  # keyed groups of rows whose dedup key is excluded
+    hit_chains: list[int]  # positions (in chain_lists) of chain rows whose dedup key is excluded
+
+
+@dataclass
+class GlobalDecisions:
+    """What the partitions need from each other, merged once (small: per group or per protein row)."""
+
+    chain_groups: list[list[str]]  # per partition: the cluster group of each of its chain rows
+    first_years: pl.DataFrame | None  # (group, year): every group's first year (time split), else None
+    excluded_groups: frozenset[str]  # groups whose train records decontamination removes
+    method: str  # protein clustering that ran: "mmseqs" | "minhash" | "none"
+
+
+def globals_of(part: pl.DataFrame, groups: PartitionGroups, keys: frozenset[str]) -> PartitionGlobals:
+    hit = part["dedup_key"].is_in(list(keys)).to_numpy() if keys else np.zeros(part.height, dtype=bool)
+    chained = np.zeros(part.height, dtype=bool)
+    chained[groups.chain_rows] = True
+    hit_groups = groups.group.filter(pl.Series(hit & ~chained)).unique().sort().to_list()
+    hit_chains = np.flatnonzero(hit[groups.chain_rows]).tolist() if len(groups.chain_rows) else []
+    return PartitionGlobals(groups.chain_lists, groups.chain_years, groups.first_years, hit_groups, hit_chains)
+
+
+def merge_globals(config: SplitConfig, parts: Sequence[PartitionGlobals],
+                  excluded_raw: Sequence[str | list[str]]) -> GlobalDecisions:
+    """Protein clusters over every partition's chains (and the exclusions'), each group's first year, and the
+    groups the exclusions take out of train."""
     chain_lists = [chains for p in parts for chains in p.chain_lists]
-    groups, method = resolve_protein_groups(chain_lists + excluded_raw, config.proteins)
-    derived, excluded_groups = groups[: len(chain_lists)], set(groups[len(chain_lists) :])
-    excluded_keys = {g.removeprefix("dedup-key:") for g in excluded_groups if g.startswith("dedup-key:")}
-    if len(chain_rows):
-        positions = pl.Series(chain_rows, dtype=pl.UInt32)
-        group = group.scatter(positions, pl.Series(derived, dtype=pl.String))
-        split = split.scatter(positions, pl.Series([hash_split(g, config) for g in derived], dtype=pl.String))
-    frame = frame.with_columns(group=group.alias("group"), split=split.alias("split"))
-    if config.time_split is not None and parts:
-        cluster_years = pl.DataFrame({"group": pl.Series(derived, dtype=pl.String),
-                                      "year": pl.concat([p.chain_years for p in parts])})
+    groups, method = resolve_protein_groups(chain_lists + list(excluded_raw), config.proteins)
+    derived, excluded = groups[: len(chain_lists)], set(groups[len(chain_lists) :])
+    offsets = np.cumsum([0] + [len(p.chain_lists) for p in parts])
+    chain_groups = [derived[offsets[i] : offsets[i + 1]] for i in range(len(parts))]
+    for part, part_chain_groups in zip(parts, chain_groups, strict=True):
+        excluded.update(part.hit_groups)
+        excluded.update(part_chain_groups[i] for i in part.hit_chains)
+    first_years = None
+    if config.time_split is not None:
+        chain_years = pl.concat([p.chain_years for p in parts]) if parts else pl.Series("year", [], pl.Int64)
+        cluster_years = pl.DataFrame({"group": pl.Series(derived, dtype=pl.String), "year": chain_years})
         years = pl.concat([*(p.first_years for p in parts), cluster_years.drop_nulls("year")])
-        frame = with_time_split(frame, years.group_by("group").agg(pl.col("year").min()), config.time_split)
-    excluded_groups |= set(frame.filter(pl.col("dedup_key").is_in(list(excluded_keys)))["group"].to_list())
-    removed = pl.col("group").is_in(list(excluded_groups)) & (pl.col("split") == "train")
-    return SplitResult(frame.filter(~removed), frame.filter(removed), method)
+        first_years = years.group_by("group").agg(pl.col("year").min()).sort("group")
+    return GlobalDecisions(chain_groups, first_years, frozenset(excluded), method)
+
+
+def decided_partition(config: SplitConfig, part: pl.DataFrame, groups: PartitionGroups, chain_groups: list[str],
+                      decisions: GlobalDecisions) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The partition's rows with their ``group`` and ``split``: (kept, removed by decontamination)."""
+    group, split = groups.group, groups.split
+    if len(groups.chain_rows):
+        positions = pl.Series(groups.chain_rows, dtype=pl.UInt32)
+        group = group.scatter(positions, pl.Series(chain_groups, dtype=pl.String))
+        split = split.scatter(positions, pl.Series([hash_split(g, config) for g in chain_groups], dtype=pl.String))
+    frame = part.with_columns(group=group.alias("group"), split=split.alias("split"))
+    if config.time_split is not None and decisions.first_years is not None:
+        frame = with_time_split(frame, decisions.first_years, config.time_split)
+    removed = pl.col("group").is_in(pl.Series(sorted(decisions.excluded_groups), dtype=pl.String)) & (
+        pl.col("split") == "train")
+    return frame.filter(~removed), frame.filter(removed)
 
 
 @dataclass
@@ -256,6 +333,149 @@ def computed_groups(
     with ray_session(num_cpus=workers):
         task = ray.remote(num_cpus=1, max_retries=3)(partition_groups)
         yield from ray.get([task.remote(task_config, part) for part in parts])
+
+
+# --- over files: each task reads its own partition -----------------------------------------------------------
+SPLIT_READ_COLUMNS = ("content_id", "source", "source_id", "task", "domain", "dedup_key", "n_tokens")
+ASSIGNMENT_COLUMNS = ("content_id", "group", "split")
+
+
+@dataclass
+class PartitionWritten:
+    """What a partition's task hands back after writing its assignments: a file name and counts, no records."""
+
+    file: str  # the assignments file, in the target folder
+    rows: int
+    size: int  # bytes
+    counts: pl.DataFrame  # (split, domain, records, tokens) of the kept records
+    excluded: pl.DataFrame  # (content_id, group) of the records decontamination removed, one per content_id
+    removed_rows: int  # records decontamination removed
+
+
+@dataclass
+class FileSplit:
+    """``split_files``' result: what the driver holds (counts, file names, the removed records)."""
+
+    written: list[PartitionWritten]  # one per partition, in partition order
+    excluded: pl.DataFrame  # (content_id, group), one row per content_id
+    protein_method: str
+
+    def counts(self) -> dict[str, dict[str, dict[str, int]]]:
+        """Records and tokens per split and domain (``record_counts`` of the kept records)."""
+        parts = [w.counts for w in self.written]
+        frame = pl.concat(parts) if parts else pl.DataFrame(schema={"split": pl.String, "domain": pl.String,
+                                                                     "records": pl.Int64, "tokens": pl.Int64})
+        summed = frame.group_by("split", "domain").agg(pl.col("records").sum(), pl.col("tokens").sum())
+        counts: dict[str, dict[str, dict[str, int]]] = {"records": {}, "tokens": {}}
+        for split, domain, n, tokens in summed.sort("split", "domain").iter_rows():
+            counts["records"].setdefault(split, {})[domain] = int(n)
+            counts["tokens"].setdefault(split, {})[domain] = int(tokens)
+        return counts
+
+
+def read_split_partition(config: SplitConfig, partition: Partition, storage: Storage = None) -> pl.DataFrame:
+    """The columns split needs of one partition, read from its files: text only when some row has no
+    ``split_group`` (blanked where it has one, as ``partition_columns`` does)."""
+    optional = ("split_group", "chain_sequences") + (("metadata",) if config.time_split is not None else ())
+    part = read_partition(partition, SPLIT_READ_COLUMNS, storage, optional)
+    for name in optional:  # a file written before the column existed: as if unset
+        if name not in part.columns:
+            part = part.with_columns(pl.lit(None, pl.List(pl.String) if name == "chain_sequences" else pl.String)
+                                     .alias(name))
+    unset = part["split_group"].fill_null("") == ""
+    if unset.any():
+        text = read_partition(partition, ("text",), storage)["text"]
+        part = part.with_columns(text=pl.when(unset).then(text).otherwise(pl.lit("")))
+    else:
+        part = part.with_columns(text=pl.lit(""))
+    return part
+
+
+def partition_globals(config: SplitConfig, partition: Partition, storage: Storage,
+                      keys: frozenset[str]) -> PartitionGlobals:
+    """Phase 1 of ``split_files`` (a Ray task): what this partition contributes to the global decisions."""
+    part = read_split_partition(config, partition, storage)
+    return globals_of(part, partition_groups(config, part), keys)
+
+
+def write_partition_assignments(config: SplitConfig, partition: Partition, storage: Storage,
+                                chain_groups: list[str], decisions: GlobalDecisions, filesystem: Any, folder: str,
+                                file: str) -> PartitionWritten:
+    """Phase 2 of ``split_files`` (a Ray task): this partition's assignments (``content_id, group, split``, one
+    row per content_id) written to ``folder/file`` (zstd Parquet), its counts and its removed records."""
+    import io
+
+    part = read_split_partition(config, partition, storage)
+    groups = partition_groups(config, part)
+    if len(groups.chain_rows) != len(chain_groups):
+        first = part["content_id"][int(groups.chain_rows[0])] if len(groups.chain_rows) else "?"
+        raise SplitError(f"record {first}: its group is a protein cluster, but the records were said to hold no "
+                         f"protein domain (domains given to split_files)")
+    kept, removed = decided_partition(config, part, groups, chain_groups, decisions)
+    assignments = kept.select(ASSIGNMENT_COLUMNS).unique("content_id", maintain_order=True)
+    buffer = io.BytesIO()
+    assignments.write_parquet(buffer, compression="zstd")
+    data = buffer.getvalue()
+    filesystem.pipe_file(f"{folder}/{file}", data)
+    counts = kept.group_by("split", "domain").agg(records=pl.len().cast(pl.Int64),
+                                                  tokens=pl.col("n_tokens").sum().cast(pl.Int64))
+    excluded = removed.select("content_id", "group").unique("content_id", maintain_order=True)
+    return PartitionWritten(file, assignments.height, len(data), counts, excluded, removed.height)
+
+
+def needs_globals(config: SplitConfig, excluded_raw: Sequence[str | list[str]], domains: Iterable[str] | None) -> bool:
+    """Whether partitions need each other: protein clusters (any protein domain, or unknown domains), a time
+    split or exclusions; else each partition decides alone, in one pass."""
+    return (config.time_split is not None or bool(excluded_raw) or domains is None
+            or bool(set(domains) & set(PROTEIN_DOMAINS)))
+
+
+def split_files(
+    config: SplitConfig, partitions: Sequence[Partition], filesystem: Any, folder: str, prefix: str,
+    exclude: Sequence[str] = (), workers: int | None = None, storage: Storage = None,
+    domains: Iterable[str] | None = None,
+) -> FileSplit:
+    """``assign_splits`` over record files: each partition's task reads its own rows (``read_split_partition``)
+    and writes its assignments to ``folder/<prefix>-<partition>.parquet`` on ``filesystem`` (fsspec); the
+    driver holds what is global and small (protein chains, per-group first years, excluded groups, counts).
+
+    Two passes when partitions need each other (``needs_globals``; ``domains``: the domains the records hold,
+    when known): ``partition_globals`` on every partition, ``merge_globals`` here, then
+    ``write_partition_assignments``; else only the second. The assignments of partition i are the kept rows of
+    partition i in order, so an export task reads its records and exactly their assignments."""
+    excluded_raw = exclusion_groups(exclude)
+    keys = excluded_keys(excluded_raw)
+    task_config = replace(config, use_ray=False)  # inside a task: its own rows, in its own process
+    names = [f"{prefix}-{i:05d}.parquet" for i in range(len(partitions))]
+    filesystem.makedirs(folder, exist_ok=True)
+    if workers is None:
+        if needs_globals(config, excluded_raw, domains):
+            decisions = merge_globals(config, [partition_globals(config, p, storage, keys) for p in partitions],
+                                      excluded_raw)
+        else:
+            decisions = GlobalDecisions([[] for _ in partitions], None, frozenset(), "none")
+        written = [write_partition_assignments(config, p, storage, chains, decisions, filesystem, folder, name)
+                   for p, chains, name in zip(partitions, decisions.chain_groups, names, strict=True)]
+    else:
+        import ray
+
+        from pipeline.ray_runtime import ray_session
+
+        with ray_session(num_cpus=workers):
+            if needs_globals(config, excluded_raw, domains):
+                phase1 = ray.remote(num_cpus=1, max_retries=3)(partition_globals)
+                decisions = merge_globals(
+                    config, ray.get([phase1.remote(task_config, p, storage, keys) for p in partitions]), excluded_raw)
+            else:
+                decisions = GlobalDecisions([[] for _ in partitions], None, frozenset(), "none")
+            shared = ray.put(replace(decisions, chain_groups=[]))  # the per-group tables, sent once
+            phase2 = ray.remote(num_cpus=1, max_retries=3)(write_partition_assignments)
+            written = ray.get([phase2.remote(task_config, p, storage, chains, shared, filesystem, folder, name)
+                               for p, chains, name in zip(partitions, decisions.chain_groups, names, strict=True)])
+    excluded = [w.excluded for w in written]
+    removed = (pl.concat(excluded).unique("content_id", maintain_order=True) if excluded
+               else pl.DataFrame(schema={"content_id": pl.String, "group": pl.String}))
+    return FileSplit(written, removed, decisions.method)
 
 
 def partition_groups(config: SplitConfig, part: pl.DataFrame) -> PartitionGroups:

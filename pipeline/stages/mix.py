@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import polars as pl
 
 from pipeline.mix import MixConfig, Mixture, mix
@@ -31,6 +33,25 @@ def token_counts(
     return tokens, documents
 
 
+def counted_tokens(
+    manifest: Manifest, store: DatasetStore, specials: int = 1
+) -> tuple[dict[str, dict[str, int]], dict[str, dict[str, int]]]:
+    """``token_counts`` of a split version's records, from the records and tokens per split and domain its
+    manifest counts (the split stage counts exactly the records the join gives): no pass over the records.
+    A version without those counts is read (``token_counts`` over ``store.scan``)."""
+    records, tokens = manifest.counts.get("records"), manifest.counts.get("tokens")
+    if not records or not tokens or set(records) == {"all"}:
+        return token_counts(store.scan(manifest), specials)
+    exported: dict[str, dict[str, int]] = {}
+    documents: dict[str, dict[str, int]] = {}
+    for split in sorted(records):  # sorted as token_counts: the order mix() sums weights in
+        for domain in sorted(records[split]):
+            n = int(records[split][domain])
+            exported.setdefault(split, {})[domain] = int(tokens[split][domain]) + specials * n
+            documents.setdefault(split, {})[domain] = n
+    return exported, documents
+
+
 def only_dataset(loaded: Inputs, stage: str) -> Manifest:
     if len(loaded.manifests) != 1 or len(loaded.refs) != 1:
         labels = [r.label() for r in loaded.refs]
@@ -50,8 +71,14 @@ def compute(config: MixConfig, loaded: Inputs, name: str, version: str, store: D
     """Mixture weights for a split dataset; the records are the input's."""
     source = only_dataset(loaded, "mix")
     specials = len(stage_tokenizer(store, loaded).prefix_ids) + 1
-    mixture = mix(config, *token_counts(store.scan(source), specials))
-    return StageOutput(shared_tables(source), source.counts, {"mixture": mixture.as_dict()})
+    mixture = mix(config, *counted_tokens(source, store, specials))
+    return StageOutput(shared_tables(source), source.counts, {"mixture": mixture.as_dict()} | carried_outputs(source))
+
+
+def carried_outputs(source: Manifest) -> dict[str, Any]:
+    """What a stage that references its input's tables carries on: the split's ``partitions`` (each partition's
+    records rows and assignments file), which the export's tasks read."""
+    return {"partitions": source.outputs["partitions"]} if "partitions" in source.outputs else {}
 
 
 def describe(manifest: Manifest, store: DatasetStore) -> str:

@@ -23,6 +23,7 @@ an ``http://`` endpoint (moto, MinIO on a laptop) needs ``AWS_ALLOW_HTTP``, set 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -151,7 +152,10 @@ class DatasetStore:
         if "assignments" not in manifest.tables or added is None:
             return self.scan_ref(manifest.tables[table])
         records = self.scan_ref(manifest.tables["records"])
-        return records.join(self.scan_ref(manifest.tables[added]), on="content_id", how="inner", maintain_order="left")
+        # One row per content_id (a split writes its partitions' assignments separately; a content_id in two
+        # partitions has the same group and split in both): the join keeps one row per record.
+        added_rows = self.scan_ref(manifest.tables[added]).unique("content_id", keep="any")
+        return records.join(added_rows, on="content_id", how="inner", maintain_order="left")
 
     def scan_ref(self, ref: TableRef) -> pl.LazyFrame:
         return pl.scan_delta(self.table_uri(ref), version=ref.delta_version, storage_options=self.delta_options())
@@ -180,6 +184,25 @@ class DatasetStore:
         arrow = data.to_arrow() if isinstance(data, pl.DataFrame) else data
         deltalake.write_deltalake(self.uri(relative), arrow, mode="overwrite", schema_mode="overwrite",
                                   storage_options=self.delta_options(), writer_properties=WRITER_PROPERTIES)
+        return TableRef(relative, self._delta(relative).version())
+
+    def table_folder(self, name: str, table: str) -> tuple[Any, str]:
+        """(fsspec filesystem, path on it) of a table's folder: where tasks write the Parquet files that
+        ``commit_files`` then makes the table's content."""
+        self.dataset_dir(name)
+        return self.fs, self._fs_path(name, "tables", table)
+
+    def commit_files(self, name: str, table: str, schema: pa.Schema, files: list[tuple[str, int, int]]) -> TableRef:
+        """One Delta commit replacing the table's content with Parquet files already written into its folder
+        (``table_folder``), each ``(file name, bytes, rows)``, in this order (the order readers read them). Until
+        this commit the files belong to no table version: a killed stage leaves none."""
+        from deltalake.transaction import AddAction, create_table_with_add_actions
+
+        relative = f"{name}/tables/{table}"
+        now = int(time.time() * 1000)
+        actions = [AddAction(file, size, {}, now, True, json.dumps({"numRecords": rows})) for file, size, rows in files]
+        create_table_with_add_actions(self.uri(relative), deltalake.Schema.from_arrow(schema), actions,
+                                      mode="overwrite", storage_options=self.delta_options())
         return TableRef(relative, self._delta(relative).version())
 
     # Files and manifests -----------------------------------------------------------------------------

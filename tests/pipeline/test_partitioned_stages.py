@@ -16,14 +16,24 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 import pytest
+from fsspec.implementations.local import LocalFileSystem
 
 from grammar.tokenizer import default_tokenizer
 from pipeline.convert import convert_items
 from pipeline.dedup import ExactDedupConfig, StreamingConfig, exact_dedup, exact_dedup_files
 from pipeline.export_megatron import ExportConfig, export_megatron, megatron_dtype
+from pipeline.partitions import plan_partitions
 from pipeline.records import SHARD_SCHEMA
 from pipeline.sources import make_source
-from pipeline.split import ProteinClusterConfig, SplitConfig, TimeSplit, assign_splits
+from pipeline.split import (
+    ProteinClusterConfig,
+    SplitConfig,
+    SplitError,
+    TimeSplit,
+    assign_splits,
+    split_files,
+)
+from pipeline.versions.stage import record_counts
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 CHEMREPS = DATA / "chembl" / "chembl_30_chemreps_100.txt"
@@ -118,15 +128,18 @@ def test_exact_dedup_on_ray_keeps_what_the_single_process_paths_keep(records, sh
                                                                           strict=True)] == [True] * len(shard_files)
 
 
-def test_split_on_ray_assigns_what_one_partition_in_process_assigns(records, on_ray):
+def test_split_on_ray_assigns_what_one_partition_in_process_assigns(records, on_ray, tmp_path):
     """Groups from the columns (molecules, reactions), from the text (the same rows without the columns)
-    and from protein clusters; with the reactions' time split; partitions of 700 rows on Ray."""
+    and from protein clusters; with the reactions' time split and exclusions (dedup keys, a protein's text);
+    partitions of 700 rows on Ray. Over files (``split_files``: each task reads its rows from three Parquet
+    files and writes its assignments), in process and on Ray: the same assignments, partition by partition."""
     deduped = exact_dedup(ExactDedupConfig(), records).kept
     without_columns = deduped.filter(pl.col("domain") == "molecule").head(300).drop("split_group", "chain_sequences")
     mixed = pl.concat([deduped, without_columns.with_columns(source=pl.lit("older-shards"))], how="diagonal")
     config = SplitConfig(fractions=(0.7, 0.15, 0.15), proteins=ProteinClusterConfig(method="minhash"),
                          time_split=TimeSplit(valid_from=2014, test_from=2015))
     exclude = mixed.filter(pl.col("domain") == "molecule")["dedup_key"].head(20).to_list()
+    exclude.append(mixed.filter(pl.col("domain") == "protein")["text"][5])
     one = assign_splits(config, mixed, exclude)
     many = assign_splits(config, mixed, exclude, workers=2, partition_rows=700)
     assert many.protein_method == one.protein_method == "minhash"
@@ -135,6 +148,51 @@ def test_split_on_ray_assigns_what_one_partition_in_process_assigns(records, on_
     assert one.records.filter(pl.col("source") == "older-shards")["group"].str.starts_with("scaffold:").any()
     years = one.records.filter(pl.col("domain") == "reaction")["metadata"].str.json_path_match("$.year")
     assert years.cast(pl.Int64, strict=False).is_between(2014, 2016).any()  # the time split decides some
+
+    files = []
+    for i, (start, length) in enumerate(((0, 1000), (1000, 1500), (2500, mixed.height))):
+        files.append(str(tmp_path / f"records-{i}.parquet"))
+        mixed.slice(start, length).write_parquet(files[-1])
+    plan = plan_partitions(files, 700)
+    assert len(plan) > len(files) and {len(p) for p in plan} == {1, 2}  # files cut, and grouped
+    expected = one.records.select("content_id", "group", "split")
+    for workers in (None, 2):
+        folder = tmp_path / f"assignments-{workers}"
+        result = split_files(config, plan, LocalFileSystem(), str(folder), "part", exclude, workers=workers)
+        assert result.protein_method == "minhash"
+        assert result.excluded.equals(one.excluded.select("content_id", "group").unique("content_id",
+                                                                                        maintain_order=True))
+        assert sum(w.removed_rows for w in result.written) == one.excluded.height
+        start = 0
+        for partition, written in zip(plan, result.written, strict=True):
+            rows = sum(s.rows for s in partition)
+            kept_ids = mixed.slice(start, rows).join(one.records.select("content_id"), on="content_id",
+                                                     how="semi")["content_id"].unique(maintain_order=True)
+            part = pl.read_parquet(folder / written.file)
+            assert part["content_id"].equals(kept_ids)  # exactly the partition's kept records, in order
+            start += rows
+        stored = pl.concat([pl.read_parquet(folder / w.file) for w in result.written])
+        joined = mixed.select("content_id").join(stored.unique("content_id", keep="first", maintain_order=True),
+                                                 on="content_id", how="inner", maintain_order="left")
+        assert joined.equals(expected)  # what DatasetStore.scan joins back
+        assert result.counts() == record_counts(one.records)
+
+
+def test_split_files_in_one_pass_when_no_partition_needs_another(records, tmp_path):
+    """Molecules only, no time split, no exclusions: each partition decides alone and writes at once (one
+    pass); the same assignments as in memory. Told wrongly that no protein is there, it says which record."""
+    molecules = exact_dedup(ExactDedupConfig(), records).kept.filter(pl.col("domain") == "molecule")
+    path = tmp_path / "molecules.parquet"
+    molecules.write_parquet(path)
+    plan = plan_partitions([str(path)], 150)
+    result = split_files(SPLIT, plan, LocalFileSystem(), str(tmp_path / "a"), "part", domains={"molecule"})
+    stored = pl.concat([pl.read_parquet(tmp_path / "a" / w.file) for w in result.written])
+    assert stored.equals(assign_splits(SPLIT, molecules).records.select("content_id", "group", "split"))
+    everything = tmp_path / "all.parquet"
+    records.filter(pl.col("domain") == "protein").write_parquet(everything)
+    with pytest.raises(SplitError, match=r"record \S+: its group is a protein cluster"):
+        split_files(SPLIT, plan_partitions([str(everything)], 500), LocalFileSystem(), str(tmp_path / "b"), "part",
+                    domains={"molecule"})
 
 
 def test_export_in_process_and_on_ray_are_byte_identical_to_megatrons_builder(split_records, on_ray, tmp_path):
@@ -157,8 +215,8 @@ def test_workflow_stages_with_workers_give_the_versions_and_bytes_of_the_in_proc
     """``workers`` in the stages' configs (what a workflow's ``dedup.streaming.workers``, ``split.config.workers``
     and ``export.workers`` set) runs the partitions as Ray tasks: the same version ids (workers is execution
     only) and the same exported bytes as the in-process run, on the real-ingest fixture of the dataset tests."""
-    import pipeline.export_megatron
     import pipeline.stages.dedup
+    import pipeline.stages.export
     import pipeline.stages.split
     from pipeline.datasets import dedup_dataset, export_megatron_dataset, mix_dataset, split_dataset
     from pipeline.versions import DatasetStore
@@ -175,26 +233,34 @@ def test_workflow_stages_with_workers_give_the_versions_and_bytes_of_the_in_proc
         monkeypatch.setattr(module, name, wrapper)
 
     spy(pipeline.stages.dedup, "exact_dedup_files")
-    spy(pipeline.stages.split, "assign_splits")
-    spy(pipeline.export_megatron, "computed_pieces")
+    spy(pipeline.stages.split, "split_files")
+    spy(pipeline.stages.export, "export_files")
 
     def run(root: Path, workers: int | None) -> tuple[list[str], dict[str, bytes]]:
         store = DatasetStore(root)
         dedup = dedup_dataset(store, [str(shards.root)], "d", streaming=StreamingConfig(bucket_rows=500,
                                                                                          workers=workers))
-        split = split_dataset(store, dedup.manifest.ref, "d",
-                              SplitConfig(proteins=ProteinClusterConfig(method="minhash"), workers=workers))
+        split_config = SplitConfig(proteins=ProteinClusterConfig(method="minhash"), workers=workers, partition_rows=400)
+        split = split_dataset(store, dedup.manifest.ref, "d", split_config)
         mixed = mix_dataset(store, split.manifest.ref, "d")
         exported = export_megatron_dataset(store, mixed.manifest.ref, "d", ExportConfig(docs_per_shard=300,
                                                                                         workers=workers))
         assert not exported.reused
         files = root / "d" / "files" / exported.manifest.version
+        # The tasks read their partitions from the store's files: the records assign_splits gives in memory, and
+        # megatron-core's builder's bytes for them.
+        assert split.manifest.outputs["partitions"] and "partitions" in mixed.manifest.outputs
+        expected = assign_splits(split_config, store.read(dedup.manifest)).records
+        assert store.read(split.manifest).equals(expected)
+        reference_export(expected, root / "reference")
+        for path in (root / "reference").rglob("*.*"):
+            assert path.read_bytes() == (files / path.relative_to(root / "reference")).read_bytes(), path
         return ([r.manifest.version for r in (dedup, split, mixed, exported)],
                 {str(p.relative_to(files)): p.read_bytes() for p in sorted(files.rglob("*")) if p.is_file()})
 
     in_process = run(tmp_path / "in_process", None)
     on_workers = run(tmp_path / "on_workers", 2)
-    stages = ["exact_dedup_files", "assign_splits", "computed_pieces"]
+    stages = ["exact_dedup_files", "split_files", "export_files"]
     assert asked == [(name, None) for name in stages] + [(name, 2) for name in stages]
     assert on_workers[0] == in_process[0]
     assert any(name.endswith(".bin") for name in in_process[1]) and on_workers[1] == in_process[1]
