@@ -129,8 +129,8 @@ def quantize(standard: StandardCell) -> SymmetricCell:
 class ExpandedCell:
     """The conventional cell of a ``SymmetricCell`` as arrays: what spglib reads, without a pymatgen ``Structure``.
 
-    Writing standardizes each visited cell's expansion once more (``crystal._stable_cell``) but needs a
-    ``Structure`` only for the cell it writes (its contacts), so the arrays come first.
+    Writing standardizes each visited cell's expansion once more (``crystal._stable_cell``) and takes the
+    contacts of the cell it writes from these arrays too (``contacts.cell_contacts``): no ``Structure``.
     """
 
     lattice: Lattice
@@ -143,6 +143,11 @@ class ExpandedCell:
 
     def structure(self) -> Structure:
         return Structure(self.lattice, self.species, self.fractions)
+
+    def cart_coords(self) -> np.ndarray:
+        """``self.structure().cart_coords`` without the ``Structure``: one lattice product per site, as
+        ``PeriodicSite.coords`` computes it (a single (n, 3) product may round differently in the last bit)."""
+        return np.array([self.lattice.get_cartesian_coords(f) for f in self.fractions])
 
 
 def expand_cell(cell: SymmetricCell) -> ExpandedCell:

@@ -12,10 +12,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from pymatgen.core import Structure
+from pymatgen.core import Lattice, Structure
+from pymatgen.optimization.neighbors import find_points_in_spheres
 
 from grammar.errors import InvalidStructure
 from grammar.material.tokens import CONTACT_BINS, count_token
+
+NEIGHBOUR_TOLERANCE = 1e-8  # Structure.get_neighbor_list's numerical_tol default
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,12 +41,33 @@ def site_contacts(
     object for every atom within the cutoff (~150 at 8 Å), ten times the cost of the whole encoding
     otherwise. tests/grammar/test_material.py checks the two agree on every fixture crystal.
     """
-    centers, neighbours, images, distances = structure.get_neighbor_list(
-        cutoff, sites=[structure[i] for i in indices]
+    symbols = [site.specie.symbol for site in structure]
+    return cell_contacts(structure.lattice, structure.cart_coords, symbols, indices, tolerance=tolerance,
+                         cutoff=cutoff, order=order)
+
+
+def cell_contacts(
+    lattice: Lattice, cart_coords: np.ndarray, symbols: list[str], indices: list[int], *, tolerance: float,
+    cutoff: float, order: Callable[[str], object],
+) -> list[tuple[Contact, ...]]:
+    """``site_contacts`` of a cell given as arrays, without a ``Structure`` (writing needs none otherwise).
+
+    ``cart_coords`` must be what ``Structure.cart_coords`` gives for the cell (one ``lattice`` product per
+    site, as ``PeriodicSite.coords`` computes it): the neighbour search is then the one
+    ``Structure.get_neighbor_list`` runs (``find_points_in_spheres``, same arguments, same self-pair rule),
+    so the distances, hence the bins, are the same to the last bit.
+    """
+    centers_at = np.ascontiguousarray(cart_coords[indices], dtype=float)
+    centers, neighbours, images, distances = find_points_in_spheres(
+        np.ascontiguousarray(cart_coords, dtype=float), centers_at, r=cutoff,
+        pbc=np.ascontiguousarray(lattice.pbc, dtype=np.int64),
+        lattice=np.ascontiguousarray(lattice.matrix, dtype=float), tol=NEIGHBOUR_TOLERANCE,
     )
     itself = (neighbours == np.asarray(indices)[centers]) & ~images.any(axis=1)  # the site is its own point
+    # get_neighbor_list's own exclude_self rule, kept for identical neighbour lists (it compares a centre's
+    # position in ``indices`` with an atom index, so it drops nothing the rule above keeps)
+    itself |= (centers == neighbours) & (distances <= NEIGHBOUR_TOLERANCE)
     centers, neighbours, distances = centers[~itself], neighbours[~itself], distances[~itself]
-    symbols = [site.specie.symbol for site in structure]
     result = []
     for k, index in enumerate(indices):
         mine = centers == k
@@ -52,14 +76,15 @@ def site_contacts(
             continue
         near = distances[mine]
         keep = near < (1 + tolerance) * near.min()
-        groups: Counter[tuple[int, str]] = Counter()
-        for distance, neighbour in zip(near[keep], neighbours[mine][keep], strict=True):
-            if not CONTACT_BINS.contains(distance):
-                raise InvalidStructure(
-                    f"site {index} ({symbols[index]}) has a neighbour at {distance:.3f} Å, outside the "
-                    f"{CONTACT_BINS.lowest:.2f}-{CONTACT_BINS.highest:.2f} Å of the contact bins"
-                )
-            groups[(CONTACT_BINS.index(distance), symbols[neighbour])] += 1
+        contacts = near[keep]
+        outside = np.flatnonzero(~CONTACT_BINS.contained(contacts))
+        if len(outside):
+            raise InvalidStructure(
+                f"site {index} ({symbols[index]}) has a neighbour at {contacts[outside[0]]:.3f} Å, outside the "
+                f"{CONTACT_BINS.lowest:.2f}-{CONTACT_BINS.highest:.2f} Å of the contact bins"
+            )
+        groups = Counter(zip(CONTACT_BINS.indices(contacts).tolist(),
+                             [symbols[j] for j in neighbours[mine][keep].tolist()], strict=True))
         ordered = sorted(groups.items(), key=lambda item: (item[0][0], order(item[0][1])))
         result.append(tuple(Contact(element, count, bin_index) for (bin_index, element), count in ordered))
     return result

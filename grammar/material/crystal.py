@@ -33,7 +33,7 @@ from grammar.material.cell import (
     reduce_counts,
     reduced_composition,
 )
-from grammar.material.contacts import Contact, reproduced_fraction, site_contacts
+from grammar.material.contacts import Contact, cell_contacts, reproduced_fraction, site_contacts
 from grammar.material.crystal_text import ParsedCrystal, format_crystal, read_crystal
 from grammar.material.symmetry import standardize, standardize_cell
 from grammar.material.tokens import ANGLE_BINS, CONTACT_BINS, LENGTH_BINS, MAX_COUNT
@@ -131,9 +131,7 @@ def _cell_key(cell: SymmetricCell) -> tuple:
     return -cell.number, cell.free_parameters, orbits
 
 
-def _stable_cell(
-    structure: Structure, config: CrystalGrammarConfig
-) -> tuple[SymmetricCell, Structure, list[int]]:
+def _stable_cell(structure: Structure, config: CrystalGrammarConfig) -> tuple[SymmetricCell, ExpandedCell]:
     """The binned cell whose own decoding re-encodes to itself (what makes write(parse(t)) == t).
 
     Binning moves a crystal by a hair, and a crystal on a tolerance edge can then standardize
@@ -154,11 +152,11 @@ def _stable_cell(
             raise InvalidStructure(f"symmetric description did not settle in {MAX_REFINEMENTS} re-standardizings")
         visited.append(cell)
         expanded = expansions[cell] = expand_cell(cell)
-        # spglib reads the expansion's arrays; a Structure is built only for the cell written (its contacts)
+        # spglib reads the expansion's arrays (no Structure; the written cell's contacts come from them too)
         cell = quantize(standardize_cell(expanded.spglib_cell(), config.symprecs, config.angle_tolerance,
                                          expanded.structure))
     best = min(visited[visited.index(cell):], key=_cell_key)
-    return best, expansions[best].structure(), expansions[best].representatives
+    return best, expansions[best]
 
 
 def _contacts(structure: Structure, indices: list[int], config: CrystalGrammarConfig) -> list[tuple[Contact, ...]]:
@@ -179,7 +177,7 @@ def _proportional(a: Counter[str], b: Counter[str]) -> bool:
 def write_crystal(crystal: Crystal, config: CrystalGrammarConfig = DEFAULT_CRYSTAL_CONFIG) -> str:
     where = f"{crystal.source_id}: " if crystal.source_id else ""
     try:
-        cell, structure, representatives = _stable_cell(crystal.structure, config)
+        cell, expanded = _stable_cell(crystal.structure, config)
     except (OrbitError, InvalidStructure) as exc:
         raise InvalidStructure(f"{where}{exc}") from exc
     composition = reduced_composition(cell)
@@ -190,7 +188,10 @@ def write_crystal(crystal: Crystal, config: CrystalGrammarConfig = DEFAULT_CRYST
         )
     if max(composition.values()) > MAX_COUNT:
         raise InvalidStructure(f"{where}reduced formula {composition} has a count above <n{MAX_COUNT}>")
-    contacts = _contacts(structure, representatives, config)
+    contacts = cell_contacts(
+        expanded.lattice, expanded.cart_coords(), expanded.species, expanded.representatives,
+        tolerance=config.contact_tolerance, cutoff=config.contact_cutoff, order=element_order,
+    )
     return format_crystal(cell, composition, contacts)
 
 

@@ -22,6 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
+import numpy as np
+
 WYCKOFF_MULTIPLICITIES = (1, 2, 3, 4, 6, 8, 9, 12, 16, 18, 24, 32, 36, 48, 64, 96, 192)
 # spglib writes the 27th Wyckoff letter of Pmmm (alpha) as 'A'.
 WYCKOFF_LETTERS = "abcdefghijklmnopqrstuvwxyzA"
@@ -58,6 +60,15 @@ class Bins:
 
     def contains(self, value: float) -> bool:
         return self.lowest - self.step / 2 <= value <= self.highest + self.step / 2
+
+    def indices(self, values: np.ndarray) -> np.ndarray:
+        """``index`` of every value at once: the same float operations, and ``np.rint`` rounds halves to even
+        as ``round`` does, so each index equals ``index(value)``."""
+        return np.clip(np.rint((values - self.lowest) / self.step), 0, self.count - 1).astype(np.int64)
+
+    def contained(self, values: np.ndarray) -> np.ndarray:
+        """``contains`` of every value at once (NaN is outside, as there)."""
+        return (self.lowest - self.step / 2 <= values) & (values <= self.highest + self.step / 2)
 
     def tokens(self) -> list[str]:
         return [self.token_at(i) for i in range(self.count)]

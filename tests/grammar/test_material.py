@@ -28,7 +28,9 @@ from grammar.material import (
     parse_crystal,
     write_crystal,
 )
+from grammar.material.cell import element_order, expand_cell
 from grammar.material.contacts import site_contacts
+from grammar.material.crystal_text import read_crystal
 from grammar.material.symmetry import crystal_system
 from grammar.material.tokens import CONTACT_BINS
 from grammar.tokenizer import default_tokenizer
@@ -202,6 +204,28 @@ def test_contacts_follow_minimum_distance_nn():
                 for n in finder.get_nn_info(structure, index)
             )
             assert Counter({(g.element, g.distance_bin): g.count for g in groups}) == expected, (name, index)
+
+
+def test_written_contacts_come_from_the_decoded_cell():
+    """The writer takes contacts from the expanded cell's arrays (no Structure): the same Cartesian coordinates,
+    bit for bit, and the same contact groups as ``site_contacts`` on the decoded ``Structure`` (checked above
+    against MinimumDistanceNN)."""
+    for name, _, text in ordered_texts():
+        parsed = read_crystal(text)
+        expanded = expand_cell(parsed.cell)
+        structure = expanded.structure()
+        assert np.array_equal(expanded.cart_coords(), structure.cart_coords), name
+        ours = site_contacts(structure, expanded.representatives, tolerance=0.2, cutoff=CONTACT_BINS.highest,
+                             order=element_order)
+        assert ours == list(parsed.contacts), name
+
+
+def test_bin_indices_of_an_array_are_the_scalar_indices():
+    # halves of a step (round half to even), both ends, beyond both ends, and NaN (outside every bin)
+    values = np.array([0.5, 0.525, 0.575, 0.62500000001, 2.449999, 7.975, 8.0, 8.03, 8.2, 0.1, -3.0, np.nan])
+    finite = values[np.isfinite(values)]
+    assert CONTACT_BINS.indices(finite).tolist() == [CONTACT_BINS.index(float(v)) for v in finite]
+    assert CONTACT_BINS.contained(values).tolist() == [CONTACT_BINS.contains(float(v)) for v in values]
 
 
 def test_contacts_are_consistent_and_the_measure_can_fail():
