@@ -1,8 +1,9 @@
 """The uniprot source's batch path (``read_blocks`` + ``convert_block``, see ``pipeline.sources.uniprot``) against
 its per-record path (``read`` + ``convert``), which the other uniprot tests check against Biopython and the
 headers: the shard rows, reject rows and accounting of both must be equal, byte for byte, on every bundled FASTA
-file and on a file of odd headers and policy cases built from real sequences. The token ids of the numpy lookup
-are checked against the HF (Rust) tokenizer's own encoding of the same texts.
+and flat file, on a file of odd headers and policy cases built from real sequences, and on odd and damaged flat
+files built from real entries; flat-file rows are also checked against ``Bio.SwissProt.parse``. The token ids of
+the numpy lookup are checked against the HF (Rust) tokenizer's own encoding of the same texts.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from Bio import SeqIO
+from Bio import SeqIO, SwissProt
 
 from grammar.tokenizer import default_tokenizer
 from pipeline.convert import ChunkResult, convert_items
@@ -28,6 +29,12 @@ FASTA_FILES = [
     "uniprot/swissprot_8entries_oldstyle_header_biopython_multi_ex.fasta",
     "uniprot/uniref50_style_headers_Ecoli_K12_first40.fasta",
     "uniprot/pdb_seqres_excerpt_first28records.txt",
+]
+
+
+FLAT_FILES = [
+    "uniprot/swissprot_flatfile_8entries_biopython_multi_ex.dat",
+    "uniprot/uniprotkb_flatfile_6entries_uniprot-store_flatFIleSample.dat",
 ]
 
 
@@ -156,3 +163,72 @@ def test_ingest_chunks_count_block_records(data_dir: Path) -> None:
     total = pa.concat_tables([convert_items(make_source("uniprot"), default_tokenizer(), c).records_table()
                               for c in chunks])
     assert total.num_rows == 1128 and total["source_id"][1100].as_py() == "10mh_A"
+
+
+def odd_flat_file(data_dir: Path, tmp_path: Path, ending: str) -> Path:
+    """Real Swiss-Prot and UniProtKB entries with a bad entry, a length mismatch, an ambiguity code, blank lines
+    between entries, CRLF line ends and an empty entry, ending as ``ending`` says: truncated, without a final newline,
+    or whole."""
+    entries = []
+    for name in FLAT_FILES:
+        text = (data_dir / name).read_text()
+        entries += [entry + "//\n" for entry in text.split("//\n") if entry.strip()]
+    entries[2] = entries[2].replace("Reviewed;", "Reviewd;", 1)  # an ID line Bio.SwissProt refuses
+    entries[3] = entries[3].replace(" 260 AA.", " 261 AA.", 1)  # the SQ block holds 260
+    sequence_line = next(line for line in entries[5].splitlines() if line.startswith("     "))
+    entries[5] = entries[5].replace(sequence_line, sequence_line[:5] + "B" + sequence_line[6:], 1)
+    entries[8] = "\n\n" + entries[8]  # blank lines before an entry: its text, which Bio.SwissProt refuses
+    entries[9] = entries[9].replace("\n", "\r\n")
+    entries[10] += "//\n"  # a terminator line alone: an empty entry
+    text = "".join(entries)
+    if ending == "truncated":
+        text += entries[0][: len(entries[0]) // 2]
+    elif ending == "no final newline":
+        text = text.rstrip("\n")
+    path = tmp_path / f"odd_{ending.replace(' ', '_')}.dat"
+    path.write_bytes(text.encode())
+    return path
+
+
+@pytest.mark.parametrize("path", FLAT_FILES)
+def test_flat_file_block_rows_equal_the_per_record_rows_and_biopython(data_dir: Path, path: str) -> None:
+    source = make_source("uniprot")
+    expected = per_record(source, data_dir / path)
+    for max_records in (3, 4096):
+        got = by_blocks(source, data_dir / path, max_records)
+        assert_same(expected, got)
+    rows = got.records_table()
+    with open(data_dir / path) as handle:  # Biopython's own parse of the whole file
+        records = list(SwissProt.parse(handle))
+    assert rows["source_id"].to_pylist() == [r.accessions[0] for r in records]
+    assert rows["text"].to_pylist() == [f"<ProteinS>{r.sequence}<ProteinE>" for r in records]
+
+
+@pytest.mark.parametrize("ending", ["truncated", "no final newline", "whole"])
+def test_flat_file_rejects_and_odd_layouts_agree(data_dir: Path, tmp_path: Path, ending: str) -> None:
+    path = odd_flat_file(data_dir, tmp_path, ending)
+    for options in ({}, {"ambiguous_residues": "reject", "max_length": 500}):
+        source = make_source("uniprot", options)
+        expected = per_record(source, path)
+        codes = {r["reason_code"] for r in expected.rejects}
+        assert {"invalid_flatfile_entry", "length_mismatch"} <= codes and expected.stats.items_written >= 5
+        assert ("truncated_record" in codes) == (ending == "truncated")
+        for max_records in (1, 4, 4096):
+            assert_same(expected, by_blocks(source, path, max_records))
+
+
+@pytest.mark.parametrize("damage", ["corrupt_gzip", "not_utf8"])
+def test_flat_file_read_failure_keeps_the_entries_before_it(data_dir: Path, tmp_path: Path, damage: str) -> None:
+    plain = b"".join((data_dir / name).read_bytes() for name in FLAT_FILES) * 3
+    if damage == "corrupt_gzip":
+        compressed = gzip.compress(plain)
+        content = compressed[: len(compressed) // 2]
+    else:  # a Latin-1 byte in the middle of the file
+        content = plain[: len(plain) // 2] + b"\xe9" + plain[len(plain) // 2:]
+    path = tmp_path / "damaged.dat.gz"
+    path.write_bytes(content)
+    source = make_source("uniprot")
+    expected = per_record(source, path)
+    assert expected.rejects[-1]["reason_code"] == damage and expected.stats.items_written > 5
+    for max_records in (2, 4096):
+        assert_same(expected, by_blocks(source, path, max_records))
