@@ -20,6 +20,24 @@ floor and that one extra spglib call. spglib's time is not spread evenly: its Wy
 (``get_Wyckoff_notation`` in ``site_symmetry.c``) costs (Wyckoff letters tried) x (operations of the
 conventional cell)^2 per orbit, ~4 ms per orbit in Fm-3m (192 operations), so the row per space group
 shows where it goes.
+
+Options for the second call, measured at the end (issue 13 item 7; none changes a text or the guarantee):
+
+- spglib(expanded, primitive): the second call given the primitive cell of the expanded binned cell (the
+  conventional cell divided by its centring). Not cheaper: spglib assigns Wyckoff letters on the primitive
+  atoms whatever cell it is given, so the time stays; and not the same: spglib's standard cell is unique only
+  "up to space group operations and generators of Euclidean normalizer" (spglib docs, definition.md), and the
+  quantized cell it gives differs from the conventional call's for some inputs (printed).
+- skipping the second call: leaves the first cell standing, i.e. drops the proof that the text re-encodes to
+  itself, for the inputs where that call changes the cell (printed); the source/floor ratio it would allow is
+  printed. No invariant of spglib says when the call can be skipped: its choice among normalizer-equivalent
+  cells depends on the input cell, which is exactly what the call checks.
+- upstream: ``get_Wyckoff_notation`` tries every Wyckoff letter of the group, though only letters with the
+  orbit's multiplicity can pass its final test (``multiplicity == ref_multiplicity``, independent of the
+  inner loops). Adding ``if (multiplicity != ref_multiplicity) continue;`` after
+  ``multiplicity = ssmdb_get_coordinate(...)`` in ``src/site_symmetry.c`` of the spglib 2.8.0 sdist gave the
+  same texts on the 820 bundled MP structures and variants, spglib(input) 212 -> 47 ms, but ingest/floor
+  stayed 0.48x: the floor's own spglib call gets as much faster, and what is left is Python work on both sides.
 """
 
 from __future__ import annotations
@@ -40,7 +58,7 @@ from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
 from grammar.material.cell import expand_cell, quantize
 from grammar.material.crystal import DEFAULT_CRYSTAL_CONFIG, Crystal, write_crystal
-from grammar.material.symmetry import spglib_cell, standardize
+from grammar.material.symmetry import GRID, default_hall_numbers, spglib_cell, standardize, standardize_cell
 from pipeline.records import Reject
 from pipeline.sources.mp import MpSource
 
@@ -134,6 +152,52 @@ def main() -> None:
         changed += again != first
     print(f"re-standardizing the binned cell changes it for {changed} of {len(structures)} copies moved 0.02 Å "
           "(the text is then the smallest cell of the cycle it settles in)")
+
+    # Options for the second call (module docstring): a primitive cell instead, or no second call.
+    primitives = [primitive_cell(e, c.number) for e, c in zip(expanded, cells, strict=True)]
+    seconds = best(lambda: [dataset(p) for p in primitives], args.rounds, clock)
+    print(f"spglib(expanded, primitive) {seconds * 1e3:.1f} ms, {seconds / rows['spglib(expanded)']:.2f}x "
+          "spglib(expanded)")
+    unchanged = differs = 0
+    for cell, cell_arrays, primitive in zip(cells, expanded, primitives, strict=True):
+        again = second_cell(cell_arrays)
+        unchanged += again == cell
+        differs += second_cell(primitive) != again
+    print(f"on the inputs as they are: the second call leaves the first cell for {unchanged} of {len(cells)}; "
+          f"given the primitive cell it gives another cell than the conventional call for {differs}")
+    without = rows["floor"] / (rows["mp convert"] - rows["spglib(expanded)"])
+    print(f"without the second call (no re-encode proof): source convert / floor about {without:.2f}x")
+
+
+def second_cell(cell: tuple) -> object:
+    """The quantized standard cell of spglib arrays (the writer's second step, on a given cell)."""
+    return quantize(standardize_cell(cell, DEFAULT_CRYSTAL_CONFIG.symprecs, ANGLE,
+                                     lambda: Structure(cell[0], cell[2], cell[1])))
+
+
+# Conventional -> primitive basis (columns) per centring, as in spglib's definition.md (P_c).
+CENTRINGS = {
+    "P": np.eye(3),
+    "A": np.array([[1, 0, 0], [0, 1 / 2, -1 / 2], [0, 1 / 2, 1 / 2]]),
+    "C": np.array([[1 / 2, 1 / 2, 0], [-1 / 2, 1 / 2, 0], [0, 0, 1]]),
+    "I": np.array([[-1 / 2, 1 / 2, 1 / 2], [1 / 2, -1 / 2, 1 / 2], [1 / 2, 1 / 2, -1 / 2]]),
+    "F": np.array([[0, 1 / 2, 1 / 2], [1 / 2, 0, 1 / 2], [1 / 2, 1 / 2, 0]]),
+    "R": np.array([[2 / 3, -1 / 3, -1 / 3], [1 / 3, 1 / 3, -2 / 3], [1 / 3, 1 / 3, 1 / 3]]),
+}
+
+
+def primitive_cell(cell: tuple, number: int) -> tuple:
+    """The primitive cell of an expanded conventional cell: its lattice times the centring's P_c, one atom per
+    lattice-translation class (positions on the 1/1200 grid, so classes are found exactly)."""
+    lattice, fractions, numbers = cell
+    transform = CENTRINGS[spglib.get_spacegroup_type(default_hall_numbers()[number]).international_short[0]]
+    inside = fractions @ np.linalg.inv(transform).T
+    inside -= np.floor(inside + 1e-9)
+    seen: dict[tuple[int, ...], int] = {}
+    for index, point in enumerate(np.rint(inside * GRID).astype(np.int64) % GRID):
+        seen.setdefault(tuple(point.tolist()), index)
+    keep = list(seen.values())
+    return (transform.T @ np.asarray(lattice)), inside[keep], [numbers[i] for i in keep]
 
 
 if __name__ == "__main__":
