@@ -7,19 +7,22 @@ transformers adds the same prefix and nothing after). The dtype is megatron's ow
 (``DType.optimal_dtype``): uint16 when the vocabulary has fewer than 65,500 ids, else int32 (an extended
 Llama-3 or Qwen tokenizer has 128k-152k).
 
-Partition-parallel, streaming: the records are read once, in order, in partitions of ``docs_per_shard``
-consecutive rows (the partition size changes no byte of the output); one pass over a partition
-(``partition_documents``) builds, from the Arrow buffers of its ``input_ids`` (no Python list per record), the
-token bytes and document lengths of each (split, domain) it holds. The driver reads the partitions (a
-LazyFrame streamed once) and hands them to the tasks; it appends the partitions' bytes to each prefix's
-``.bin`` in partition order and streams their lengths to a side file, so it holds one partition's tokens at a
-time and never a record; the ``.idx`` is written from that file at the end. Partitions run in this process
-(``workers=None``) or as plain Ray tasks (``workers=N``: at most N in flight, results taken in order). Why
-plain tasks rather than Ray Data: the unit of work is a row range whose output must be merged in order into a
-few files; Ray Data would add a shuffle-free but order-preserving execution plan and block re-slicing for
-nothing, while a task per row range is the whole need (the result is the same either way; Daft was not tried).
-Both paths run the same partition function, so the files are byte-identical; the tests check them against
-megatron-core's own ``IndexedDatasetBuilder`` writing the records one document at a time.
+Partition-parallel, streaming: one pass over a partition (``partition_documents``) builds, from the Arrow
+buffers of its ``input_ids`` (no Python list per record), the token bytes and document lengths of each (split,
+domain) it holds; the driver appends the partitions' bytes to each prefix's ``.bin`` in partition order and
+streams their lengths to a side file, so it holds a few partitions' tokens at a time and never a record; the
+``.idx`` is written from that file at the end. Two entry points run the same partition function:
+``export_files`` (a split dataset in the store: each partition is a row range of the records table's files
+with the assignments file the split stage wrote for exactly those rows, ``pipeline.partitions``; the task
+reads both itself, ``export_partition``, so the driver ships file names and row numbers) and
+``export_megatron`` (records given as a DataFrame or LazyFrame: the driver reads consecutive row ranges of
+``docs_per_shard`` rows, streamed once, and hands them to the tasks). Partitions run in this process
+(``workers=None``) or as plain Ray tasks (``workers=N``, results taken in order); the partition size changes no
+byte of the output. Why plain tasks rather than Ray Data: the unit of work is a row range whose output must be
+merged in order into a few files; Ray Data would add a shuffle-free but order-preserving execution plan and
+block re-slicing for nothing, while a task per row range is the whole need (the result is the same either way;
+Daft was not tried). The tests check the files against megatron-core's own ``IndexedDatasetBuilder`` writing
+the records one document at a time.
 
 The ``.idx`` layout is megatron-core's (``_IndexWriter``: its header, then the counts, the int32
 sequence lengths, the int64 byte pointers and the int64 document indices): the header comes from
@@ -219,19 +222,12 @@ def computed_pieces(records: pl.LazyFrame | pl.DataFrame, size: int, start: list
         for part in parts:
             yield partition_documents(part, start, eod, dtype)
         return
-    import ray
-
+    from pipeline.partition_tasks import ordered_results
     from pipeline.ray_runtime import ray_session
 
     with ray_session(num_cpus=workers):
-        task = ray.remote(num_cpus=1, max_retries=3)(partition_documents)
-        pending = []
-        for part in parts:
-            pending.append(task.remote(part, start, eod, dtype))
-            if len(pending) >= workers:
-                yield ray.get(pending.pop(0))
-        while pending:
-            yield ray.get(pending.pop(0))
+        calls = ((part, start, eod, dtype) for part in parts)
+        yield from ordered_results("export", partition_documents, calls, in_flight=workers)
 
 
 def export_megatron(
@@ -284,19 +280,14 @@ def export_files(
             for partition, assignments in partitions:
                 yield export_partition(partition, assignments, storage, start, eod, dtype)
             return
-        import ray
-
+        from pipeline.partition_tasks import ordered_results, segments_label
         from pipeline.ray_runtime import ray_session
 
         with ray_session(num_cpus=workers):
-            task = ray.remote(num_cpus=1, max_retries=3)(export_partition)
-            pending = []
-            for partition, assignments in partitions:
-                pending.append(task.remote(partition, assignments, storage, start, eod, dtype))
-                if len(pending) >= 2 * workers:  # the next ones run while the driver writes
-                    yield ray.get(pending.pop(0))
-            while pending:
-                yield ray.get(pending.pop(0))
+            calls = ((partition, assignments, storage, start, eod, dtype) for partition, assignments in partitions)
+            # 2 x workers in flight: the next ones run while the driver writes
+            yield from ordered_results("export", export_partition, calls, in_flight=2 * workers,
+                                       describe=lambda index: segments_label(partitions[index][0]))
 
     return write_export(config, pieces(), weights, Path(out_dir), tokenizer, dataset)
 

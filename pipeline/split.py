@@ -21,6 +21,13 @@ sequence their ``chain_sequences`` column, or for a plain protein record the cha
 (``group_sources``). Rows with neither (shards written before the columns existed, or hand-made rows) get
 the same keys from their text (``record_group``), so the result is identical.
 
+Partitions decide alone (``partition_groups``: group keys, hash splits, per-group first years); what needs
+every partition (protein clusters, the time split's first years, the exclusions) is merged once
+(``merge_globals``, small: per group or per protein chain) and applied per partition (``decided_partition``).
+Two entry points share that logic: ``assign_splits`` (records in memory) and ``split_files`` (a stored
+records table: each Ray task reads its own partition's columns from the files and writes its assignments file,
+so the driver never holds a record).
+
 A group goes to train when ``sha256(salt + group) / 2**60 < train``, to valid below train + valid,
 else to test: the same group lands in the same split on every run and machine, and adding data
 never moves an existing group. Decontamination: records whose group holds an excluded item are
@@ -325,14 +332,12 @@ def computed_groups(
     if workers is None:
         yield from (partition_groups(config, part) for part in parts)
         return
-    import ray
-
+    from pipeline.partition_tasks import ordered_results
     from pipeline.ray_runtime import ray_session
 
     task_config = replace(config, use_ray=False)  # inside a task: its own rows, in its own process
     with ray_session(num_cpus=workers):
-        task = ray.remote(num_cpus=1, max_retries=3)(partition_groups)
-        yield from ray.get([task.remote(task_config, part) for part in parts])
+        yield from list(ordered_results("split", partition_groups, ((task_config, part) for part in parts)))
 
 
 # --- over files: each task reads its own partition -----------------------------------------------------------
@@ -459,19 +464,23 @@ def split_files(
     else:
         import ray
 
+        from pipeline.partition_tasks import ordered_results, segments_label
         from pipeline.ray_runtime import ray_session
+
+        def describe(index: int) -> str:
+            return segments_label(partitions[index])
 
         with ray_session(num_cpus=workers):
             if needs_globals(config, excluded_raw, domains):
-                phase1 = ray.remote(num_cpus=1, max_retries=3)(partition_globals)
-                decisions = merge_globals(
-                    config, ray.get([phase1.remote(task_config, p, storage, keys) for p in partitions]), excluded_raw)
+                calls = ((task_config, p, storage, keys) for p in partitions)
+                decisions = merge_globals(config, list(ordered_results("split", partition_globals, calls,
+                                                                       describe=describe)), excluded_raw)
             else:
                 decisions = GlobalDecisions([[] for _ in partitions], None, frozenset(), "none")
             shared = ray.put(replace(decisions, chain_groups=[]))  # the per-group tables, sent once
-            phase2 = ray.remote(num_cpus=1, max_retries=3)(write_partition_assignments)
-            written = ray.get([phase2.remote(task_config, p, storage, chains, shared, filesystem, folder, name)
-                               for p, chains, name in zip(partitions, decisions.chain_groups, names, strict=True)])
+            calls = ((task_config, p, storage, chains, shared, filesystem, folder, name)
+                     for p, chains, name in zip(partitions, decisions.chain_groups, names, strict=True))
+            written = list(ordered_results("split", write_partition_assignments, calls, describe=describe))
     excluded = [w.excluded for w in written]
     removed = (pl.concat(excluded).unique("content_id", maintain_order=True) if excluded
                else pl.DataFrame(schema={"content_id": pl.String, "group": pl.String}))
