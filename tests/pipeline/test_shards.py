@@ -11,6 +11,7 @@ from pathlib import Path
 
 import deltalake
 import duckdb
+import fsspec
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -78,6 +79,14 @@ def test_every_reader_gives_back_the_rows_and_the_token_ids(part, tmp_path):
     assert pl.scan_delta(str(delta)).collect()["input_ids"].to_list() == ids
     rust = deltalake.QueryBuilder().register("t", deltalake.DeltaTable(str(delta))).execute("select input_ids from t")
     assert rust.read_all().column(0).to_pylist() == ids  # arrow-rs's own Parquet reader (DataFusion)
+
+
+def test_a_part_written_through_fsspec_has_the_same_bytes(part):
+    table, path = part
+    uri = f"memory://shards/{path.parent.name}/{path.name}"
+    write_table(table, uri)
+    with fsspec.open(uri, "rb") as handle:
+        assert handle.read() == path.read_bytes()
 
 
 def test_a_table_without_token_ids_keeps_arrows_defaults_for_its_other_columns():
