@@ -346,17 +346,17 @@ class UniprotSource:
         written = len(rows)
         batch = pa.RecordBatch.from_arrays([
             pa.array(content_ids("protein", texts), pa.string()),
-            pa.array([self.name] * written, pa.string()),
+            same_string(self.name, written),
             pa.array(kept(source_ids), pa.string()),
-            pa.array(["protein"] * written, pa.string()),
-            pa.array(["protein"] * written, pa.string()),
+            same_string("protein", written),
+            same_string("protein", written),
             pa.array(texts, pa.large_string()),
             input_ids,
             pa.array(lengths[rows] + 2, pa.int32()),
             pa.array(dedup_keys("protein", kept(sequences)), pa.string()),
             pa.array(kept(metadata), pa.string()),
-            pa.array([block.uri] * written, pa.string()),
-            pa.array(kept(groups), pa.string()),
+            same_string(block.uri, written),
+            pa.array(kept(groups), pa.string()) if any(groups) else same_string("", written),
             pa.nulls(written, pa.list_(pa.string())),
         ], schema=SHARD_SCHEMA)
         by_task = Counter({"protein": written}) if written else Counter()
@@ -439,6 +439,11 @@ class UniprotSource:
         if config.max_length is not None and len(raw) > config.max_length:
             raise SequenceProblem("sequence_too_long", f"{len(raw)} residues > max_length {config.max_length}")
         return raw, replaced
+
+
+def same_string(value: str, count: int) -> pa.StringArray:
+    """``count`` times ``value`` as an Arrow string array, made by Arrow (``pa.array`` of a list: ~25x slower)."""
+    return pa.repeat(pa.scalar(value, pa.string()), count)
 
 
 def _per_record(flags: np.ndarray, offsets: np.ndarray) -> np.ndarray:
