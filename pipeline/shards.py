@@ -15,8 +15,9 @@ re-written with each setting; every domain's part got both faster to write and s
   whole records, stored twice per column chunk: 14% of an antibody part).
 - the repetitive columns (source, domain, task, URI, split group, n_tokens) keep the dictionary and statistics.
 
-UniProt parts: 5.1 -> 3.3 us a record for the whole write, 458 -> 431 bytes a record; the other domains 0.77-0.87x
-the write time and 0.80-0.93x the bytes.
+UniProt parts: 5.1 -> 3.3 us a record for the whole write, 458 -> 431 bytes a record; SMILES, USPTO, PDB and
+crystal parts 0.76-0.87x the write time and 0.80-0.93x the bytes; the 5-row OAS part 0.98x the time (its fixed
+per-file cost), 0.84x the bytes.
 """
 
 from __future__ import annotations
