@@ -1,7 +1,8 @@
 """Dataset stages at scale: records/s per stage in process and on Ray with 1 and 2 workers, driver and worker
 peak RSS, and store amplification, on real ingest output of MOSES molecules, with ingest as the baseline.
 
-    nice python benchmarks/bench_scale.py [--molecules 15000 150000 1500000] [--cache DIR]
+    nice python benchmarks/bench_scale.py [--molecules 15000 150000 1500000] [--cache DIR] [--rows-per-task N]
+        [--stages dedup split mix export] [--repeat N]
 
 Input: MOSES SMILES (``../shared/data/scale``) when present, else the ChEMBL SMILES bundled in tests/data (the
 script says so, and that the input is then smaller than asked). Each size goes through the real ingest
@@ -10,11 +11,13 @@ rerun measures only the stages. Every stage then runs in a fresh child process (
 alone) on the previous stage's output:
 
 - dedup: ``exact_dedup_files`` over the ingest shard files (hash buckets; kept files + duplicates);
-- split: ``assign_splits`` on the kept records (groups from the ``split_group`` column written at ingest);
-  writes the ``assignments`` table (content_id, group, split) a split version stores;
-- mix: the token counts per (split, domain) the mix stage reads (a streaming polars aggregation over
-  the kept records joined with the assignments) and ``mix``;
-- export: ``export_megatron`` over that join, read lazily (the driver streams partitions).
+- split: ``split_files`` over the kept files, partitions of ``--rows-per-task`` rows (row ranges of the files,
+  ``pipeline.partitions``), each task reading its own rows (groups from the ``split_group`` column written at
+  ingest) and writing its assignments file (content_id, group, split), the driver holding counts only;
+- mix: the mixture weights from the split's counts (records and tokens per split and domain), as the mix stage
+  reads them from the split version's manifest;
+- export: ``export_files``: each task reads its partition's records rows and assignments file and builds the
+  documents; the driver appends their bytes to the ``.bin`` files and writes the ``.idx``.
 
 Each stage runs in process ("local"), then on a fresh local Ray with 1 and 2 worker CPUs (Ray's start and its
 workers' first imports are outside the timing). CPU time is the driver's plus its Ray workers' during the
@@ -26,7 +29,7 @@ largest ``VmHWM`` among the Ray worker processes. Store amplification: (kept rec
 assignments) bytes / ingest shard bytes, the Parquet a dedup and a split version add before any ``.bin``.
 
 Wall-clock rates and the 2-vs-1-worker ratio are honest only on an idle machine: the script prints the load
-average before each size.
+average before each size and each measurement; ``--repeat`` keeps the fastest of several runs.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -81,44 +85,48 @@ def _warm(driver: bool = False) -> int:
 
 def run_stage(stage: str, work: Path, workers: int | None, rows_per_task: int) -> int:
     """One stage on the cached inputs in ``work``; returns the records it handled."""
-    import polars as pl
+    from fsspec.implementations.local import LocalFileSystem
 
     from grammar.tokenizer import default_tokenizer
     from pipeline.dedup import ExactDedupConfig, StreamingConfig, exact_dedup_files
-    from pipeline.export_megatron import ExportConfig, export_megatron
+    from pipeline.export_megatron import ExportConfig, export_files
     from pipeline.mix import MixConfig, mix
-    from pipeline.split import SplitConfig, assign_splits
+    from pipeline.partitions import as_json, from_json, plan_partitions
+    from pipeline.split import SplitConfig, split_files
 
     shards = sorted((work / "ingest" / "records").glob("*.parquet"))
-    kept = sorted((work / "dedup").glob("kept-*.parquet"))
-    joined = pl.scan_parquet(kept).join(pl.scan_parquet(work / "assignments.parquet"), on="content_id",
-                                        how="inner", maintain_order="left")
+    kept = [str(p) for p in sorted((work / "dedup").glob("kept-*.parquet"))]
     if stage == "dedup":
         out = work / ("dedup" if workers is None else f"dedup-{workers}")
         stream = StreamingConfig(bucket_rows=rows_per_task)
         return exact_dedup_files(ExactDedupConfig(), shards, out, stream, workers=workers).rows_in
     if stage == "split":
-        records = pl.read_parquet(kept)
-        result = assign_splits(SplitConfig(), records, workers=workers, partition_rows=rows_per_task)
-        if workers is None:
-            result.records.select("content_id", "group", "split").write_parquet(work / "assignments.parquet")
-        return records.height
-    if stage == "mix":
-        counts = joined.group_by("split", "domain").agg(docs=pl.len(), tokens=pl.col("n_tokens").sum() + 2 * pl.len())
-        tokens: dict[str, dict[str, int]] = {}
-        documents: dict[str, dict[str, int]] = {}
-        rows = 0
-        for split, domain, docs, n in counts.collect(engine="streaming").iter_rows():
-            tokens.setdefault(split, {})[domain] = n
-            documents.setdefault(split, {})[domain] = docs
-            rows += docs
-        mix(MixConfig(), tokens, documents)
-        return rows
+        # The split stage takes the domains from the dedup version's counts: these records are molecules only,
+        # so each partition decides alone (one pass of tasks).
+        plan = plan_partitions(kept, rows_per_task)
+        folder = work / ("assignments" if workers is None else f"assignments-{workers}")
+        shutil.rmtree(folder, ignore_errors=True)  # a run with other partitions left other files
+        result = split_files(SplitConfig(), plan, LocalFileSystem(), str(folder), "part", workers=workers,
+                             domains={"molecule"})
+        if workers is None:  # what the split version's manifest records, for mix and export
+            partitions = [{"records": rows, "assignments": str(folder / w.file)}
+                          for rows, w in zip(as_json(plan, str(work / "dedup")), result.written, strict=True)]
+            (work / "split.json").write_text(json.dumps({"counts": result.counts(), "partitions": partitions}))
+        return sum(n for domains in result.counts()["records"].values() for n in domains.values())
+    split = json.loads((work / "split.json").read_text())
+    if stage == "mix":  # the mix stage: token counts from the split's counts, then the weights
+        specials = len(default_tokenizer().prefix_ids) + 1
+        counts = split["counts"]
+        tokens = {s: {d: counts["tokens"][s][d] + specials * n for d, n in by.items()}
+                  for s, by in sorted(counts["records"].items())}
+        mix(MixConfig(), tokens, counts["records"])
+        return sum(n for domains in counts["records"].values() for n in domains.values())
     out = work / ("export" if workers is None else f"export-{workers}")
     weights = {split: {"molecule": 1.0} for split in ("train", "valid", "test")}
     dataset = {"name": "bench", "version": "v"}
-    config = ExportConfig(docs_per_shard=rows_per_task)
-    result = export_megatron(config, joined, weights, out, default_tokenizer(), dataset, workers=workers)
+    plan = from_json([p["records"] for p in split["partitions"]], str(work / "dedup"))
+    partitions = list(zip(plan, [p["assignments"] for p in split["partitions"]], strict=True))
+    result = export_files(ExportConfig(), partitions, weights, out, default_tokenizer(), dataset, workers=workers)
     return sum(n for domains in result.documents.values() for n in domains.values())
 
 
@@ -215,7 +223,7 @@ def store_amplification(work: Path) -> str:
     ingest = sum(p.stat().st_size for p in (work / "ingest" / "records").glob("*.parquet"))
     tables = {"kept records": sum(p.stat().st_size for p in (work / "dedup").glob("kept-*.parquet")),
               "duplicates": (work / "dedup" / "duplicates.parquet").stat().st_size,
-              "assignments": (work / "assignments.parquet").stat().st_size}
+              "assignments": sum(p.stat().st_size for p in (work / "assignments").glob("*.parquet"))}
     parts = ", ".join(f"{name} {size / ingest:.2f}x" for name, size in tables.items())
     return f"{sum(tables.values()) / ingest:.2f}x ({parts}; ingest shards {ingest / 1e6:.1f} MB)"
 
@@ -228,6 +236,11 @@ def main() -> None:
     parser.add_argument("--old-split-sample", type=int, default=5_000)
     parser.add_argument("--rows-per-task", type=int, default=250_000,
                         help="dedup bucket, split partition and export partition rows (results do not depend on it)")
+    parser.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES),
+                        help="stages to measure (split reads the kept files of an earlier dedup run, mix and export "
+                             "the split of an earlier split run, both cached)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="runs per stage and mode; the fastest (wall) is shown, the highest driver RSS kept")
     parser.add_argument("--child", nargs=4, metavar=("STAGE", "MODE", "WORK", "ROWS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -244,30 +257,37 @@ def main() -> None:
         work, size = ensure_ingest(molecules, args.cache)
         print(f"\n## {size:,} molecules (load average {os.getloadavg()[0]:.1f})")
         print(f"{'stage':7} {'mode':6} {'records':>10} {'wall s':>7} {'rec/s':>9} {'rec/CPU-s':>10} "
-              f"{'vs ingest':>9} {'driver MB':>10} {'(start)':>8} {'worker MB':>10}")
+              f"{'vs ingest':>9} {'driver MB':>10} {'(start)':>8} {'worker MB':>10} {'load':>5}")
         runs[size] = {}
-        for stage in STAGES:
+        for stage in (s for s in STAGES if s in args.stages):
+            missing = {"split": "dedup/kept-*.parquet", "mix": "split.json", "export": "split.json"}.get(stage)
+            if missing and not list(work.glob(missing)):
+                raise SystemExit(f"{stage}: {work / missing} not found: measure the stage before it first")
             runs[size][stage] = {}
             for mode in MODES if stage != "mix" else ("local",):
-                r = measure(stage, mode, work, args.rows_per_task)
+                load = os.getloadavg()[0]
+                tries = [measure(stage, mode, work, args.rows_per_task) for _ in range(args.repeat)]
+                r = min(tries, key=lambda t: t["wall"]) | {"driver_rss": max(t["driver_rss"] for t in tries)}
                 runs[size][stage][mode] = r
                 per_cpu = r["rows"] / r["cpu"]
                 print(f"{stage:7} {mode:6} {r['rows']:10,d} {r['wall']:7.2f} {r['rows'] / r['wall']:9,.0f} "
                       f"{per_cpu:10,.0f} {per_cpu / ingest:8.1f}x {r['driver_rss']:10,.0f} {r['rss_before']:8,.0f} "
-                      f"{r['worker_rss']:10,.0f}")
-        old = old_split_rate(work, args.old_split_sample)
-        new = runs[size]["split"]["local"]
-        print(f"split from the text (old path, {args.old_split_sample:,} records): {old:,.0f} records per CPU second;"
-              f" from the column: {new['rows'] / new['cpu']:,.0f} ({new['rows'] / new['cpu'] / old:.1f}x)")
-        for stage in ("dedup", "split", "export"):
+                      f"{r['worker_rss']:10,.0f} {load:5.1f}")
+        if "split" in runs[size]:
+            old = old_split_rate(work, args.old_split_sample)
+            new = runs[size]["split"]["local"]
+            print(f"split from the text (old path, {args.old_split_sample:,} records): {old:,.0f} records per CPU "
+                  f"second; from the column: {new['rows'] / new['cpu']:,.0f} ({new['rows'] / new['cpu'] / old:.1f}x)")
+        for stage in (s for s in ("dedup", "split", "export") if s in runs[size]):
             one, two = runs[size][stage]["1"], runs[size][stage]["2"]
             print(f"{stage}: 2 workers / 1 worker, wall: {one['wall'] / two['wall']:.2f}x")
-        print(f"store amplification (dedup + split Parquet / ingest shards): {store_amplification(work)}")
+        if (work / "assignments").is_dir():
+            print(f"store amplification (dedup + split Parquet / ingest shards): {store_amplification(work)}")
     sizes = sorted(runs)
     if len(sizes) > 1:
         small, large = sizes[0], sizes[-1]
         print(f"\n## driver peak RSS, {large:,} / {small:,} records ({large / small:.0f}x the input)")
-        for stage in STAGES:
+        for stage in (s for s in STAGES if s in runs[small] and s in runs[large]):
             for mode in runs[small][stage]:
                 a, b = runs[small][stage][mode], runs[large][stage][mode]
                 grown = (b["driver_rss"] - b["rss_before"]) / max(a["driver_rss"] - a["rss_before"], 1.0)
