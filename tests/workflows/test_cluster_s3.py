@@ -9,9 +9,18 @@ fixture): the cluster run must register the same dataset versions (dedup, split,
 byte-identical ``.bin/.idx`` files.
 
 Split and export run their partitions as Ray tasks on the cluster (``split.config.workers``,
-``export.workers``; execution settings, so the versions must still be the local run's). A converter worker
-process is killed (SIGKILL) while ingest runs: Ray Data restarts the actor and retries its chunk, whose
-Parquet part has a deterministic name, so the result is unchanged (the same versions prove it).
+``export.workers``; execution settings, so the versions must still be the local run's). Worker processes are
+killed (SIGKILL) mid-stage, and the result must be unchanged (the same versions and bytes prove it):
+
+- an ingest converter, while ingest runs: Ray Data restarts the actor and retries its chunk, whose Parquet
+  part has a deterministic name;
+- the worker running split's first assignments partition (``write_partition_assignments``: it writes its
+  own Parquet file into the Delta table folder before the driver's one commit) and the worker running
+  export's first partition (``export_partition``): Ray retries the task (``pipeline.partition_tasks``).
+  A partition of the demo takes milliseconds, so the test hook of ``pipeline.partition_tasks`` holds each
+  one's first attempt until it is killed (its marker file gives the pid), and the process killed is found
+  by its Ray title, ``ray::<task function>``, which must be that pid: a renamed task function fails the
+  import below, a task no longer run through ``partition_tasks`` fails the kill.
 """
 
 from __future__ import annotations
@@ -32,12 +41,16 @@ import pytest
 import s3fs
 from moto.server import ThreadedMotoServer
 
+from pipeline.export_megatron import export_partition
+from pipeline.partition_tasks import FAULT_DIR_ENV, FAULT_ENV
+from pipeline.split import write_partition_assignments
 from pipeline.versions import DatasetStore
 
 REPO = Path(__file__).resolve().parents[2]
 BUCKET = "logos-cluster-home"
 DATASET_STAGES = ("dedup", "split", "mix", "export")
 CONVERTER = "ChunkConverter"  # the ingest actor class (pipeline.ingest): its worker's process title names it
+HELD = (write_partition_assignments.__name__, export_partition.__name__)  # partition 0's first attempt of each
 
 
 @pytest.fixture(scope="module")
@@ -61,11 +74,16 @@ def s3_env() -> Iterator[dict[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def cluster(s3_env: dict[str, str]) -> Iterator[tuple[str, list[int]]]:
-    """The cluster's address, and its raylets' pids (their children are this cluster's workers, no one else's)."""
+def cluster(s3_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, list[int], Path]]:
+    """The cluster's address, its raylets' pids (their children are this cluster's workers, no one else's),
+    and the folder where its workers mark the partitions they hold (the fault hook is in their environment)."""
     from ray._private import ray_constants
     from ray.cluster_utils import Cluster
 
+    markers = tmp_path_factory.mktemp("held")
+    hook = {FAULT_ENV: ",".join(f"{function}:0:hold" for function in HELD), FAULT_DIR_ENV: str(markers)}
+    saved = {k: os.environ.get(k) for k in hook}
+    os.environ.update(hook)  # the nodes started next, and so their workers, inherit it
     nodes = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False,
                                                           "object_store_memory": 150 * 1024 * 1024})
     try:
@@ -73,39 +91,60 @@ def cluster(s3_env: dict[str, str]) -> Iterator[tuple[str, list[int]]]:
             nodes.add_node(num_cpus=1, object_store_memory=150 * 1024 * 1024)
         nodes.wait_for_nodes()
         raylets = [n.all_processes[ray_constants.PROCESS_TYPE_RAYLET][0].process.pid for n in nodes.list_all_nodes()]
-        yield nodes.address, raylets
+        yield nodes.address, raylets, markers
     finally:
         nodes.shutdown()
+        for key, value in saved.items():
+            os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
 
 
-def kill_one_converter(raylets: list[int], stop: threading.Event, killed: list[int]) -> None:
-    """SIGKILL the first ingest converter worker process of this cluster seen (once)."""
-    while not stop.is_set() and not killed:
-        for raylet in raylets:
+def cluster_workers(raylets: list[int]) -> Iterator[tuple[psutil.Process, str]]:
+    """This cluster's worker processes and their titles (``ray::<task or actor>``)."""
+    for raylet in raylets:
+        try:
+            workers = psutil.Process(raylet).children(recursive=True)
+        except psutil.NoSuchProcess:
+            continue
+        for process in workers:
             try:
-                workers = psutil.Process(raylet).children(recursive=True)
-            except psutil.NoSuchProcess:
+                title = " ".join(process.cmdline())
+            except psutil.Error:
                 continue
-            for process in workers:
-                try:
-                    title = " ".join(process.cmdline())
-                except psutil.Error:
-                    continue
-                if title.startswith("ray::") and CONVERTER in title:
-                    os.kill(process.pid, signal.SIGKILL)
-                    killed.append(process.pid)
-                    return
+            if title.startswith("ray::"):
+                yield process, title
+
+
+def kill_mid_stage(raylets: list[int], markers: Path, stop: threading.Event, killed: dict[str, int],
+                   errors: list[str]) -> None:
+    """SIGKILL, once each: the first ingest converter worker seen, and the worker of each held partition
+    (once its marker names its pid, which must be the pid of the worker titled ``ray::<function>``)."""
+    while not stop.is_set() and len(killed) < 1 + len(HELD):
+        for process, title in cluster_workers(raylets):
+            if CONVERTER not in killed and CONVERTER in title:
+                os.kill(process.pid, signal.SIGKILL)
+                killed[CONVERTER] = process.pid
+        for function in HELD:
+            marker = markers / f"{function}-0.held"
+            if function in killed or not marker.exists():
+                continue
+            pid = int(marker.read_text())
+            titled = [p.pid for p, title in cluster_workers(raylets) if title.split()[0] == f"ray::{function}"]
+            if pid not in titled:
+                errors.append(f"{function}: the held pid {pid} is not among workers titled ray::{function}: {titled}")
+                return
+            os.kill(pid, signal.SIGKILL)
+            killed[function] = pid
         time.sleep(0.05)
 
 
 @pytest.mark.slow
 def test_cluster_run_on_s3_matches_the_local_run(demo, cluster, s3_env, tmp_path):
     _, reference = demo
-    address, raylets = cluster
+    address, raylets, markers = cluster
     home = f"s3://{BUCKET}/home"
     env = {**os.environ, "PYTHONPATH": str(REPO), "LOGOS_CACHE": str(tmp_path / "cache")}
-    stop, killed = threading.Event(), []
-    watcher = threading.Thread(target=kill_one_converter, args=(raylets, stop, killed), daemon=True)
+    stop, killed, errors = threading.Event(), {}, []
+    watcher = threading.Thread(target=kill_mid_stage, args=(raylets, markers, stop, killed, errors), daemon=True)
     watcher.start()
     try:
         done = subprocess.run(
@@ -116,8 +155,9 @@ def test_cluster_run_on_s3_matches_the_local_run(demo, cluster, s3_env, tmp_path
     finally:
         stop.set()
         watcher.join()
+    assert not errors, errors
     assert done.returncode == 0, done.stderr[-4000:]
-    assert killed, "no ingest converter process was seen to kill"
+    assert set(killed) == {CONVERTER, *HELD}, f"killed only {killed}"
     run = json.loads(next((tmp_path / "cache").glob("homes/*/runs/*/run.json")).read_text())
     outputs = {stage: run["stages"][stage]["output"] for stage in DATASET_STAGES}
     assert all(o["store_root"] == f"{home}/datasets" for o in outputs.values())
