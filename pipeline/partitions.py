@@ -83,6 +83,9 @@ def read_partition(partition: Partition, columns: Sequence[str], storage: Storag
 def as_json(partitions: Sequence[Partition], relative_to: str) -> list[list[list[Any]]]:
     """The plan as manifest data: each segment ``[file relative to relative_to, offset, rows]``."""
     prefix = relative_to.rstrip("/") + "/"
+    outside = [s.file for partition in partitions for s in partition if not s.file.startswith(prefix)]
+    if outside:
+        raise ValueError(f"partition file {outside[0]} is not under {prefix}")
     return [[[s.file.removeprefix(prefix), s.offset, s.rows] for s in partition] for partition in partitions]
 
 

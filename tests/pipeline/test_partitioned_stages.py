@@ -219,6 +219,7 @@ def test_workflow_stages_with_workers_give_the_versions_and_bytes_of_the_in_proc
     import pipeline.stages.export
     import pipeline.stages.split
     from pipeline.datasets import dedup_dataset, export_megatron_dataset, mix_dataset, split_dataset
+    from pipeline.stages.mix import counted_tokens, token_counts
     from pipeline.versions import DatasetStore
 
     asked: list[tuple[str, int | None]] = []  # the workers each stage's partitioned function was given
@@ -252,6 +253,9 @@ def test_workflow_stages_with_workers_give_the_versions_and_bytes_of_the_in_proc
         assert split.manifest.outputs["partitions"] and "partitions" in mixed.manifest.outputs
         expected = assign_splits(split_config, store.read(dedup.manifest)).records
         assert store.read(split.manifest).equals(expected)
+        # mix reads the split's counts instead of the records: the same tokens and documents, in the same order
+        from_counts = counted_tokens(mixed.manifest, store, 2)
+        assert [list(d.items()) for d in from_counts] == [list(d.items()) for d in token_counts(expected.lazy(), 2)]
         reference_export(expected, root / "reference")
         for path in (root / "reference").rglob("*.*"):
             assert path.read_bytes() == (files / path.relative_to(root / "reference")).read_bytes(), path
