@@ -49,11 +49,23 @@ def user_error(exc: BaseException) -> tuple[str, int] | None:
     """``(one line, exit code)`` for an expected error, ``None`` for a bug."""
     from pipeline.redact import redact_text
 
-    line = _classify(exc)
+    line = _classify(_unwrapped(exc))
     if line is None:
         return None
     message, code = line
     return redact_text(" ".join(message.split())), code  # one line; never a credential
+
+
+def _unwrapped(exc: BaseException) -> BaseException:
+    """The error a Ray task raised, out of Ray's wrappers (a workflow node run with ``executor: ray``, a task
+    whose input came from a failed task): the wrapper's message is the remote traceback, the cause's the line."""
+    import sys
+
+    exceptions = sys.modules.get("ray.exceptions")  # loaded whenever a Ray error can exist
+    while exceptions is not None and isinstance(exc, exceptions.RayTaskError) \
+            and isinstance(getattr(exc, "cause", None), BaseException):
+        exc = exc.cause
+    return exc
 
 
 def _classify(exc: BaseException) -> tuple[str, int] | None:

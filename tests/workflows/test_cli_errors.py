@@ -50,3 +50,20 @@ def test_user_error_is_one_line(case, tmp_path):
     assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
     assert all(word in lines[0] for word in words), lines[0]
     assert not (tmp_path / "shards").exists()  # refused before anything was written
+
+
+def test_an_error_raised_in_a_ray_task_is_its_own_line_and_code():
+    """With ``executor: ray`` a stage's error reaches ``logos run`` inside Ray's wrappers, built here as Ray
+    builds them (``as_instanceof_cause``): the node's task, and the task that took its result as an input.
+    Their message is the remote traceback; the line must be the stage's own, with its exit code (a
+    partition whose worker kept dying is a failure: 1)."""
+    from ray.exceptions import RayTaskError
+
+    from pipeline.partition_tasks import PartitionFailed
+    from workflows.errors import FAILURE, user_error
+
+    line = "split: partition 0 (1,471 rows, part-0.parquet row 0) failed on 4 attempts, its worker died each time"
+    node = RayTaskError("dataset_stage", f"Traceback (most recent call last):\n  ...\nPartitionFailed: {line}",
+                        PartitionFailed(line)).as_instanceof_cause()
+    result = RayTaskError("build_result", "At least one of the input arguments ...\nTraceback ...", node)
+    assert user_error(result.as_instanceof_cause()) == (line, FAILURE)
