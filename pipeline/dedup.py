@@ -286,6 +286,7 @@ def ray_duplicates(
 ) -> Iterator[pa.Table]:
     import ray
 
+    from pipeline.partition_tasks import partition_result
     from pipeline.ray_runtime import ray_session
 
     with ray_session(num_cpus=workers):
@@ -296,8 +297,8 @@ def ray_duplicates(
         by_file = [refs if n_buckets > 1 else [refs] for refs in by_file]
         decided = [decide_task.remote(config, *(refs[b] for refs in by_file)) for b in range(n_buckets)]
         del by_file  # the buckets are freed once their task has run
-        for ref in decided:
-            yield ray.get(ref)
+        for bucket, ref in enumerate(decided):  # a worker that died beyond the retries: one line naming the bucket
+            yield partition_result("dedup", bucket, ref, lambda b: f"hash bucket {b} of {n_buckets}, all input files")
 
 
 def _file_key_buckets(
@@ -318,18 +319,15 @@ def _decide_bucket(config: ExactDedupConfig, *pieces: pa.Table) -> pa.Table:
 def ray_write_kept(
     files: list[str], duplicates_file: Path, out: Path, batch_rows: int, workers: int
 ) -> tuple[list[Path], int]:
-    import ray
-
+    from pipeline.partition_tasks import ordered_results
     from pipeline.ray_runtime import ray_session
 
     duplicates = pl.scan_parquet(duplicates_file).select("_file", "_row")
     with ray_session(num_cpus=workers):
-        task = ray.remote(num_cpus=1, max_retries=3)(write_kept_file)
-        refs = []
-        for file_index, source in enumerate(files):
-            drop = np.sort(duplicates.filter(pl.col("_file") == file_index).collect()["_row"].to_numpy())
-            refs.append(task.remote(source, drop, out / f"kept-{file_index:05d}.parquet", batch_rows))
-        kept = ray.get(refs)
+        calls = [(source, np.sort(duplicates.filter(pl.col("_file") == i).collect()["_row"].to_numpy()),
+                  out / f"kept-{i:05d}.parquet", batch_rows) for i, source in enumerate(files)]
+        kept = list(ordered_results("dedup", write_kept_file, calls,
+                                    describe=lambda i: str(files[i]).rsplit("/", 1)[-1]))
     return [out / f"kept-{i:05d}.parquet" for i in range(len(files))], sum(kept)
 
 
