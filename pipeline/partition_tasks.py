@@ -1,7 +1,8 @@
 """A dataset stage's partitions as Ray tasks: submitted, retried when their worker dies, failures named.
 
-Every stage that runs partitions on Ray (split, export, ...) submits them here (``ordered_results``), so
-the rules are the same for all of them:
+Every stage that runs partitions on Ray submits them here (``ordered_results``: split, export, dedup's
+kept files) or takes their results here (``partition_result``: dedup's hash buckets, whose tasks are chained
+to the file tasks by Ray object references), so the rules are the same for all of them:
 
 - **A worker that dies is retried.** Each task has ``TASK_RETRIES`` retries for system failures (the
   worker process killed by SIGKILL or the OOM killer, its node lost). A partition task is a pure function
