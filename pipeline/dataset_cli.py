@@ -109,8 +109,14 @@ def _stage_config(stage, args: argparse.Namespace):
 
 
 def _run_stage(stage, args: argparse.Namespace) -> int:
+    """Run the stage; stdout carries only its JSON report. While the stage runs, what would reach stdout goes
+    to stderr: Ray's driver prints the errors the cluster pushes (a worker that died, and the retry of its
+    task) to stdout, whatever ``log_to_driver`` says, which broke the JSON when a worker was retried."""
+    import contextlib
+
     config = _stage_config(stage, args)
-    stage_run = stage.run(_store(args), args.inputs, _output_name(args, args.inputs), config, _run(args))
+    with contextlib.redirect_stdout(sys.stderr):
+        stage_run = stage.run(_store(args), args.inputs, _output_name(args, args.inputs), config, _run(args))
     described = stage.describe(stage_run.manifest, _store(args))
     if described:
         print(described, file=sys.stderr)
