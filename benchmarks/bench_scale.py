@@ -135,6 +135,7 @@ def child(stage: str, mode: str, work: Path, rows_per_task: int) -> None:
     _warm(driver=True)
     if workers is None:
         rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        resident_before = resident()
         wall, cpu = time.perf_counter(), time.process_time()
         rows = run_stage(stage, work, None, rows_per_task)
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
@@ -151,6 +152,7 @@ def child(stage: str, mode: str, work: Path, rows_per_task: int) -> None:
             warm = ray.remote(num_cpus=1)(_warm)
             ray.get([warm.remote() for _ in range(workers)])
             rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            resident_before = resident()
             before = ray_workers()
             wall, cpu = time.perf_counter(), time.process_time()
             rows = run_stage(stage, work, workers, rows_per_task)
@@ -160,7 +162,15 @@ def child(stage: str, mode: str, work: Path, rows_per_task: int) -> None:
             worker_rss = max((peak for _, peak in after.values()), default=0.0)
     driver_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"rows": rows, "wall": wall, "cpu": cpu, "driver_rss": driver_rss, "rss_before": rss_before,
-                      "worker_rss": worker_rss}))
+                      "worker_rss": worker_rss, "resident": resident(), "resident_before": resident_before}))
+
+
+def resident() -> dict[str, float]:
+    """This process's resident memory now, by kind (MB): anonymous, file pages (mapped files), shared memory
+    (Ray's object store pages it touched)."""
+    kinds = ("RssAnon", "RssFile", "RssShmem")
+    lines = Path("/proc/self/status").read_text().splitlines()
+    return {line.split(":")[0]: int(line.split()[1]) / 1024 for line in lines if line.startswith(kinds)}
 
 
 # --- parent --------------------------------------------------------------------------------------------------
@@ -295,6 +305,12 @@ def main() -> None:
                       f"{b['driver_rss'] / a['driver_rss']:.2f}x; above the start (imports, Ray): "
                       f"{a['driver_rss'] - a['rss_before']:6,.0f} -> {b['driver_rss'] - b['rss_before']:6,.0f} MB"
                       f" ({grown:.1f}x)")
+        print(f"\n## driver resident memory at the end minus at the start, {large:,} records (MB)")
+        for stage in (s for s in STAGES if s in runs[large]):
+            for mode, r in runs[large][stage].items():
+                grown = {k: v - r["resident_before"].get(k, 0.0) for k, v in r["resident"].items()}
+                print(f"{stage:7} {mode:6} anonymous {grown.get('RssAnon', 0):+6.0f}, file pages "
+                      f"{grown.get('RssFile', 0):+6.0f}, shared (object store) {grown.get('RssShmem', 0):+6.0f}")
 
 
 if __name__ == "__main__":
