@@ -70,8 +70,9 @@ class ExportConfig:
     docs_per_shard: int = 250_000  # records per partition (one task; its bytes are held once, by the driver)
     batch_rows: int = 65_536  # unused: partitions are read whole (docs_per_shard); kept so old configs load
     verify: bool = True
-    # Ray tasks building the partitions' documents (None: in this process); the driver writes the files, so
-    # any cluster works. The same bytes either way: not part of the version.
+    # Ray tasks building the partitions' documents (None: in this process). The driver writes the files; the
+    # tasks read the store (a split dataset's partitions), so on several machines the store is on object
+    # storage or a filesystem they share. The same bytes either way: not part of the version.
     workers: int | None = None
 
 
