@@ -15,11 +15,13 @@ round (~12k rows each), which would make a task per few milliseconds of work.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
 
+FOOTER_THREADS = 16
 Storage = dict[str, str] | None  # ``storage_options`` as polars and delta-rs name them (None: local files)
 
 
@@ -46,7 +48,10 @@ def plan_partitions(files: Sequence[str], rows: int, storage: Storage = None,
     row counts when known (a Delta table's add actions), else read from the footers."""
     if rows < 1:
         raise ValueError(f"partition rows must be positive, got {rows}")
-    sizes = list(counts) if counts is not None else [file_rows(f, storage) for f in files]
+    if counts is None:  # footers read side by side: on object storage each is a request
+        with ThreadPoolExecutor(max_workers=FOOTER_THREADS) as pool:
+            counts = list(pool.map(lambda f: file_rows(f, storage), files))
+    sizes = list(counts)
     partitions: list[Partition] = []
     current: list[Segment] = []
     room = rows
