@@ -345,6 +345,19 @@ SPLIT_READ_COLUMNS = ("content_id", "source", "source_id", "task", "domain", "de
 ASSIGNMENT_COLUMNS = ("content_id", "group", "split")
 
 
+def stored_assignments(kept: pl.DataFrame) -> pl.DataFrame:
+    """The assignments a split stores (``content_id, group, split``, one row per content_id), with ``group`` null
+    where it is the record's own ``split_group`` (the key ingest wrote): the records table holds it already, so
+    storing it again would copy it (0.07x of the ingest shard bytes on MOSES molecules, whose groups are all
+    scaffolds; ``benchmarks/bench_scale.py``). ``DatasetStore.scan`` puts it back (``pipeline.versions.store.
+    joined_assignments``); protein clusters, text-derived groups and other groups are stored as they are."""
+    group = pl.col("group")
+    if "split_group" in kept.columns:  # null only when every record of the content has it as its split_group
+        same = (pl.col("split_group").fill_null("").ne("") & group.eq(pl.col("split_group"))).all().over("content_id")
+        group = pl.when(same).then(pl.lit(None, pl.String)).otherwise(group)
+    return kept.select("content_id", group.alias("group"), "split").unique("content_id", maintain_order=True)
+
+
 @dataclass
 class PartitionWritten:
     """What a partition's task hands back after writing its assignments: a file name and counts, no records."""
@@ -417,7 +430,7 @@ def write_partition_assignments(config: SplitConfig, partition: Partition, stora
         raise SplitError(f"record {first}: its group is a protein cluster, but the records were said to hold no "
                          f"protein domain (domains given to split_files)")
     kept, removed = decided_partition(config, part, groups, chain_groups, decisions)
-    assignments = kept.select(ASSIGNMENT_COLUMNS).unique("content_id", maintain_order=True)
+    assignments = stored_assignments(kept)
     buffer = io.BytesIO()
     assignments.write_parquet(buffer, compression="zstd")
     data = buffer.getvalue()

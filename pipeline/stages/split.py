@@ -12,7 +12,7 @@ import pyarrow as pa
 
 from pipeline.io import read_text
 from pipeline.partitions import as_json, plan_partitions
-from pipeline.split import SplitConfig, assign_splits, read_exclusions, resolved_method, split_files
+from pipeline.split import SplitConfig, assign_splits, read_exclusions, resolved_method, split_files, stored_assignments
 from pipeline.stages import check_domains
 from pipeline.versions import DatasetStore, Manifest, TableRef
 from pipeline.versions.stage import Inputs, StageOutput, inherited_counts, record_counts, semantic_config
@@ -64,7 +64,7 @@ def compute(settings: SplitSettings, loaded: Inputs, name: str, version: str, st
                                partition_rows=settings.config.partition_rows)
     counts = record_counts(result.records) | inherited_counts(loaded)
     counts["excluded"] = result.excluded.height
-    assignments = result.records.select("content_id", "group", "split").unique("content_id", maintain_order=True)
+    assignments = stored_assignments(result.records)
     excluded = result.excluded.select("content_id", "group").unique("content_id", maintain_order=True)
     base = records_table(loaded)
     if base is None:  # shards given directly: the records are stored once, here

@@ -54,6 +54,20 @@ class DatasetNotFound(LookupError):
     pass
 
 
+
+def joined_assignments(records: pl.LazyFrame, added: pl.LazyFrame) -> pl.LazyFrame:
+    """A split version's records: ``records`` joined with its ``assignments`` (or ``excluded``) on content_id, in
+    the records' order. One row per content_id (a split writes its partitions' assignments separately; a
+    content_id in two partitions has the same group and split in both), so the join keeps one row per record. A
+    null stored ``group`` is the record's own ``split_group`` (``pipeline.split.stored_assignments`` does not
+    store it twice); a content stored with and without its group (records with and without that column, in two
+    partitions) keeps the group."""
+    one_per_content = added.group_by("content_id").agg(pl.all().drop_nulls().first())
+    joined = records.join(one_per_content, on="content_id", how="inner", maintain_order="left")
+    if "split_group" in records.collect_schema().names():
+        joined = joined.with_columns(group=pl.coalesce("group", "split_group"))
+    return joined
+
 class DatasetStore:
     def __init__(self, root: str | Path, storage_options: dict[str, Any] | None = None) -> None:
         text = str(root)
@@ -151,11 +165,7 @@ class DatasetStore:
         added = {"records": "assignments", "excluded": "excluded"}.get(table)
         if "assignments" not in manifest.tables or added is None:
             return self.scan_ref(manifest.tables[table])
-        records = self.scan_ref(manifest.tables["records"])
-        # One row per content_id (a split writes its partitions' assignments separately; a content_id in two
-        # partitions has the same group and split in both): the join keeps one row per record.
-        added_rows = self.scan_ref(manifest.tables[added]).unique("content_id", keep="any")
-        return records.join(added_rows, on="content_id", how="inner", maintain_order="left")
+        return joined_assignments(self.scan_ref(manifest.tables["records"]), self.scan_ref(manifest.tables[added]))
 
     def scan_ref(self, ref: TableRef) -> pl.LazyFrame:
         return pl.scan_delta(self.table_uri(ref), version=ref.delta_version, storage_options=self.delta_options())

@@ -34,6 +34,7 @@ from pipeline.split import (
     split_files,
 )
 from pipeline.versions.stage import record_counts
+from pipeline.versions.store import joined_assignments
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 CHEMREPS = DATA / "chembl" / "chembl_30_chemreps_100.txt"
@@ -172,9 +173,12 @@ def test_split_on_ray_assigns_what_one_partition_in_process_assigns(records, on_
             assert part["content_id"].equals(kept_ids)  # exactly the partition's kept records, in order
             start += rows
         stored = pl.concat([pl.read_parquet(folder / w.file) for w in result.written])
-        joined = mixed.select("content_id").join(stored.unique("content_id", keep="first", maintain_order=True),
-                                                 on="content_id", how="inner", maintain_order="left")
-        assert joined.equals(expected)  # what DatasetStore.scan joins back
+        # a group equal to the record's split_group is left to the records (null here), the others stored (text-
+        # derived groups, protein clusters) ...
+        assert stored["group"].is_null().any() and stored["group"].is_not_null().any()
+        # ... and DatasetStore.scan's join puts it back: the same rows as the split in memory
+        joined = joined_assignments(mixed.lazy(), stored.lazy()).select(expected.columns).collect()
+        assert joined.equals(expected)
         assert result.counts() == record_counts(one.records)
 
 
@@ -187,7 +191,9 @@ def test_split_files_in_one_pass_when_no_partition_needs_another(records, tmp_pa
     plan = plan_partitions([str(path)], 150)
     result = split_files(SPLIT, plan, LocalFileSystem(), str(tmp_path / "a"), "part", domains={"molecule"})
     stored = pl.concat([pl.read_parquet(tmp_path / "a" / w.file) for w in result.written])
-    assert stored.equals(assign_splits(SPLIT, molecules).records.select("content_id", "group", "split"))
+    assert stored["group"].null_count() == stored.height  # every molecule's group is its ingest split_group
+    joined = joined_assignments(molecules.lazy(), stored.lazy()).select("content_id", "group", "split").collect()
+    assert joined.equals(assign_splits(SPLIT, molecules).records.select("content_id", "group", "split"))
     everything = tmp_path / "all.parquet"
     records.filter(pl.col("domain") == "protein").write_parquet(everything)
     with pytest.raises(SplitError, match=r"record \S+: its group is a protein cluster"):
