@@ -149,7 +149,9 @@ def child(stage: str, mode: str, work: Path, rows_per_task: int) -> None:
         ray.init(address="local", num_cpus=workers, include_dashboard=False, object_store_memory=512 * 1024**2,
                  log_to_driver=False)
         with ray_session():
-            warm = ray.remote(num_cpus=1)(_warm)
+            from pipeline.partition_tasks import TASK_RUNTIME_ENV
+
+            warm = ray.remote(num_cpus=1, runtime_env=TASK_RUNTIME_ENV)(_warm)  # the stages' workers
             ray.get([warm.remote() for _ in range(workers)])
             rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             resident_before = resident()

@@ -286,13 +286,14 @@ def ray_duplicates(
 ) -> Iterator[pa.Table]:
     import ray
 
-    from pipeline.partition_tasks import partition_result
+    from pipeline.partition_tasks import TASK_RUNTIME_ENV, partition_result
     from pipeline.ray_runtime import ray_session
 
     with ray_session(num_cpus=workers):
         # One object per bucket (with num_returns=1 Ray would return the one-table list as one object).
-        split_task = ray.remote(num_cpus=1, max_retries=3, num_returns=n_buckets)(_file_key_buckets)
-        decide_task = ray.remote(num_cpus=1, max_retries=3)(_decide_bucket)
+        split_task = ray.remote(num_cpus=1, max_retries=3, num_returns=n_buckets,
+                                runtime_env=TASK_RUNTIME_ENV)(_file_key_buckets)
+        decide_task = ray.remote(num_cpus=1, max_retries=3, runtime_env=TASK_RUNTIME_ENV)(_decide_bucket)
         by_file = [split_task.remote(config, path, i, n_buckets, batch_rows) for i, path in enumerate(files)]
         by_file = [refs if n_buckets > 1 else [refs] for refs in by_file]
         decided = [decide_task.remote(config, *(refs[b] for refs in by_file)) for b in range(n_buckets)]

@@ -29,7 +29,8 @@ sequence lengths, the int64 byte pointers and the int64 document indices): the h
 ``_IndexWriter`` itself; the arrays are written here in chunks because ``_IndexWriter.write`` takes
 whole Python lists and computes the pointers in a Python loop (memory and time per document).
 ``verify`` reads each prefix back with megatron's ``IndexedDataset`` and checks its document count,
-lengths, pointers and document indices against what was written, and the ``.bin`` bytes by digest.
+lengths, pointers and document indices against what was written, and the ``.bin`` bytes piece by piece against
+the sha256 each piece's builder took (in its task: the driver hashes only what it reads back).
 
 The blend (``logos-megatron-blend/1``, read by ``training.blend``) lists per split the prefixes,
 their mixture weights (only domains with a positive weight) and domains, with paths relative to the
@@ -91,6 +92,7 @@ class PartitionPiece:
     domain: str
     tokens: np.ndarray  # the documents, concatenated, in the export dtype
     lengths: np.ndarray  # int32, one per document
+    digest: bytes  # sha256 of the tokens' bytes, taken where the piece is built (a task, not the driver)
 
 
 def megatron_dtype(vocab_size: int) -> type[np.number]:
@@ -129,7 +131,7 @@ def partition_documents(part: pl.DataFrame | pl.LazyFrame, start: list[int], eod
     for (split, domain), rows in sorted(frame.partition_by("split", "domain", as_dict=True,
                                                            maintain_order=True).items()):
         tokens, lengths = document_tokens(rows["input_ids"].to_arrow(), np.asarray(start, np.int64), eod, dtype)
-        pieces.append(PartitionPiece(split, domain, tokens, lengths))
+        pieces.append(PartitionPiece(split, domain, tokens, lengths, hashlib.sha256(tokens).digest()))
     return pieces
 
 
@@ -154,13 +156,13 @@ class PrefixWriter:
         self.bin = open(f"{prefix}.bin", "wb")  # noqa: SIM115 - closed in finish
         self.lengths_path = Path(f"{prefix}.lengths")
         self.lengths = open(self.lengths_path, "wb")  # noqa: SIM115 - closed in finish
-        self.digest = hashlib.sha256()
+        self.pieces: list[tuple[int, bytes]] = []  # (bytes, sha256) of each piece, in file order
         self.documents = self.tokens = 0
 
     def append(self, piece: PartitionPiece) -> None:
-        data = piece.tokens.tobytes()
-        self.bin.write(data)
-        self.digest.update(data)
+        """The piece's bytes at the end of the ``.bin`` (no copy), its digest kept for ``verify``."""
+        self.bin.write(memoryview(piece.tokens).cast("B"))
+        self.pieces.append((piece.tokens.nbytes, piece.digest))
         self.lengths.write(piece.lengths.tobytes())
         self.documents += len(piece.lengths)
         self.tokens += len(piece.tokens)
@@ -207,12 +209,17 @@ class PrefixWriter:
             pointer += int(sizes.sum())
         if not np.array_equal(index.document_indices, np.arange(self.documents + 1)):
             raise ExportError(f"{self.prefix}: the index reads back different document indices")
-        digest = hashlib.sha256()
-        with open(f"{self.prefix}.bin", "rb") as handle:
-            while block := handle.read(CHUNK * 16):
-                digest.update(block)
-        if digest.digest() != self.digest.digest() or pointer != Path(f"{self.prefix}.bin").stat().st_size:
-            raise ExportError(f"{self.prefix}: the .bin reads back different from the documents written")
+        if pointer != Path(f"{self.prefix}.bin").stat().st_size:
+            raise ExportError(f"{self.prefix}: the .bin holds other than the documents' {pointer:,} bytes")
+        with open(f"{self.prefix}.bin", "rb") as handle:  # each piece's bytes against its builder's digest
+            for n, (size, expected) in enumerate(self.pieces):
+                digest, left = hashlib.sha256(), size
+                while left and (block := handle.read(min(left, CHUNK * 16))):
+                    digest.update(block)
+                    left -= len(block)
+                if left or digest.digest() != expected:
+                    raise ExportError(f"{self.prefix}: the .bin reads back different from the documents written "
+                                      f"(piece {n} of {len(self.pieces)})")
 
 
 def computed_pieces(records: pl.LazyFrame | pl.DataFrame, size: int, start: list[int], eod: int, dtype: type,

@@ -46,6 +46,14 @@ FAULT_DIR_ENV = "LOGOS_TEST_PARTITION_FAULT_DIR"
 HOLD_SECONDS = 300.0
 
 
+# What each partition task's worker process is started with. A task holds one CPU (``num_cpus=1``), as Ray
+# accounts for it, and Ray caps OpenMP and Arrow to that (``OMP_NUM_THREADS``), but polars sizes its own thread
+# pool to every core of the node: N tasks on N cores would run N x N threads, and one worker would already
+# spread over the node, so more workers would add little (measured by ``benchmarks/bench_scale.py`` at 1.5M
+# MOSES records on 2 cores: split 2 vs 1 workers 1.55x with polars' default pool, 1.68x with one thread).
+TASK_RUNTIME_ENV = {"env_vars": {"POLARS_MAX_THREADS": "1"}}
+
+
 class PartitionFailed(RuntimeError):
     """A partition whose task failed beyond its retries (its worker died each time), stage and partition named."""
 
@@ -58,7 +66,7 @@ def ordered_results(stage: str, function: Callable[..., Any], calls: Iterable[tu
     words for partition ``i`` in an error (e.g. its row range), after "partition i"."""
     import ray
 
-    task = ray.remote(num_cpus=1, max_retries=TASK_RETRIES)(run_partition)
+    task = ray.remote(num_cpus=1, max_retries=TASK_RETRIES, runtime_env=TASK_RUNTIME_ENV)(run_partition)
     pending: deque[tuple[int, Any]] = deque()
     try:
         for index, call in enumerate(calls):

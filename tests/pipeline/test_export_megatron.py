@@ -11,7 +11,14 @@ from megatron.core.datasets.indexed_dataset import IndexedDataset
 
 from grammar.tokenizer import default_tokenizer
 from pipeline.dedup import ExactDedupConfig, exact_dedup
-from pipeline.export_megatron import ExportConfig, export_megatron, megatron_dtype
+from pipeline.export_megatron import (
+    ExportConfig,
+    ExportError,
+    PrefixWriter,
+    export_megatron,
+    megatron_dtype,
+    partition_documents,
+)
 from pipeline.mix import MixConfig, mix
 from pipeline.split import ProteinClusterConfig, SplitConfig, assign_splits
 from training.blend import read_blend
@@ -148,3 +155,24 @@ def test_an_extended_tokenizer_past_uint16_exports_int32_documents(split_records
         for i, text in enumerate(rows["text"].to_list()):
             assert dataset[i].tolist()[0] == bos and dataset[i].tolist()[-1] == eod
             assert saved.decode(dataset[i].tolist()[1:-1]) == text
+
+
+def test_a_bin_that_reads_back_different_is_an_error(split_records, tmp_path):
+    """``verify`` compares each piece's bytes, read back from the ``.bin``, with the digest its builder took:
+    one flipped byte in the second piece is found and named."""
+    tokenizer = default_tokenizer()
+    dtype = megatron_dtype(tokenizer.vocab_size)
+    start, eod = [int(i) for i in tokenizer.prefix_ids], int(tokenizer.eod_id)
+    rows = split_records.filter(pl.col("split") == "train", pl.col("domain") == "molecule")
+    first, second = (partition_documents(part, start, eod, dtype)[0] for part in (rows.head(20), rows.slice(20, 20)))
+    writer = PrefixWriter(tmp_path / "megatron" / "train" / "molecule", dtype)
+    writer.append(first)
+    writer.append(second)
+    writer.bin.flush()
+    with open(tmp_path / "megatron" / "train" / "molecule.bin", "r+b") as handle:
+        handle.seek(first.tokens.nbytes + 3)
+        byte = handle.read(1)
+        handle.seek(first.tokens.nbytes + 3)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+    with pytest.raises(ExportError, match=r"reads back different .*\(piece 1 of 2\)"):
+        writer.finish(verify=True)
