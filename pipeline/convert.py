@@ -13,9 +13,11 @@ accounting counts its records, so the invariant holds per record either way (``p
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from grammar.tokenizer import LogosTokenizer
@@ -77,6 +79,30 @@ class ChunkResult:
             return pa.Table.from_pylist(self.records, schema=SHARD_SCHEMA) if self.records else None
         rows = [pa.RecordBatch.from_pylist(self.records, schema=SHARD_SCHEMA)] if self.records else []
         return pa.Table.from_batches([*self.batches, *rows], schema=SHARD_SCHEMA)
+
+
+def block_result(source: Source, tokenizer: LogosTokenizer, engine: str, block: SourceBlock, batch: pa.RecordBatch,
+                 stats: ChunkStats, converted: Sequence[int], rest: Sequence[int]) -> ChunkResult:
+    """A block's result when ``batch`` holds the rows its source converted as a block (the block's records at
+    ``converted``, with their ``stats``) and the records at ``rest`` failed somewhere on that path: those go
+    through the per-record path one by one (which writes their rejects), and every row is put back in the
+    block's record order."""
+    if not len(rest):
+        return ChunkResult([], [], stats, [batch])
+    per_record: list[dict[str, Any]] = []
+    order: list[int] = []
+    rejects: list[dict[str, Any]] = []
+    for index, item in zip(rest, source.block_items(block, rest), strict=True):  # type: ignore[attr-defined]
+        result = convert_items(source, tokenizer, [item], engine)
+        stats += result.stats
+        rejects += result.rejects
+        per_record += result.records
+        order += [int(index)] * len(result.records)
+    if per_record:
+        merged = pa.Table.from_batches([batch, pa.RecordBatch.from_pylist(per_record, schema=SHARD_SCHEMA)])
+        positions = np.concatenate([np.asarray(converted, np.int64), np.asarray(order, np.int64)])
+        batch = merged.take(np.argsort(positions, kind="stable")).combine_chunks().to_batches()[0]
+    return ChunkResult([], rejects, stats, [batch])
 
 
 def convert_items(

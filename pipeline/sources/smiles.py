@@ -319,7 +319,7 @@ class SmilesSource:
     def convert_block(self, block: SourceBlock, tokenizer: Any, engine: str = "python") -> ChunkResult:
         """Shard rows of a block of SMILES rows; a row that fails anywhere (chemistry, tokenizer) is converted
         again by the per-record path, which writes its reject, and rows are put back in line order."""
-        from pipeline.convert import ChunkResult, ChunkStats, convert_items
+        from pipeline.convert import ChunkStats, block_result
 
         config = self.config
         all_smiles, all_ids = block.columns["smiles"], block.columns["id"]
@@ -380,21 +380,8 @@ class SmilesSource:
         ], schema=SHARD_SCHEMA)
         by_task = Counter({"molecule": written}) if written else Counter()
         stats = ChunkStats(written, written, 0, 0, written, pc.sum(lengths).as_py() or 0, by_task, Counter(by_task))
-        if written == len(all_smiles):
-            return ChunkResult([], [], stats, [batch])
         slow = sorted(set(range(len(all_smiles))) - set(fast))
-        per_record, order, rejects = [], [], []
-        for index, item in zip(slow, self.block_items(block, slow), strict=True):
-            result = convert_items(self, tokenizer, [item], engine)
-            stats += result.stats
-            rejects += result.rejects
-            per_record += result.records
-            order += [index] * len(result.records)
-        if per_record:
-            table = pa.Table.from_batches([batch, pa.RecordBatch.from_pylist(per_record, schema=SHARD_SCHEMA)])
-            table = table.take(np.argsort(np.array(fast + order, np.int64), kind="stable")).combine_chunks()
-            batch = table.to_batches()[0]
-        return ChunkResult([], rejects, stats, [batch])
+        return block_result(self, tokenizer, engine, block, batch, stats, fast, slow)
 
 
 def _cell(row: list[str], position: int) -> str:

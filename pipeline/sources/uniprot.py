@@ -299,7 +299,7 @@ class UniprotSource:
         """The rows of a block's sequences: ``describe(fast, lengths)`` gives the source ids, metadata JSON and split
         groups of the records ``fast`` marks (and may unmark one for the per-record path); records ``parsed`` leaves
         unmarked go the per-record way from the start."""
-        from pipeline.convert import ChunkResult, ChunkStats, convert_items
+        from pipeline.convert import ChunkStats, block_result
 
         count = len(sequences)
         lengths = np.fromiter(map(len, sequences), np.int64, count)
@@ -362,21 +362,7 @@ class UniprotSource:
         by_task = Counter({"protein": written}) if written else Counter()
         stats = ChunkStats(written, written, 0, 0, written, int(lengths[rows].sum()) + 2 * written, by_task,
                            Counter(by_task))
-        slow = np.flatnonzero(~fast)
-        if not len(slow):
-            return ChunkResult([], [], stats, [batch])
-        per_record, order, rejects = [], [], []
-        for index, item in zip(slow, self.block_items(block, slow), strict=True):
-            result = convert_items(self, tokenizer, [item], engine)
-            stats += result.stats
-            rejects += result.rejects
-            per_record += result.records
-            order += [index] * len(result.records)
-        if per_record:
-            merged = pa.Table.from_batches([batch, pa.RecordBatch.from_pylist(per_record, schema=SHARD_SCHEMA)])
-            in_order = merged.take(np.argsort(np.concatenate([rows, order]), kind="stable")).combine_chunks()
-            batch = in_order.to_batches()[0]  # the file's order: block rows and per-record rows interleaved
-        return ChunkResult([], rejects, stats, [batch])
+        return block_result(self, tokenizer, engine, block, batch, stats, rows, np.flatnonzero(~fast))
 
     def _flatfile(self, uri: str, lines: Iterator[str]) -> Iterator[SourceItem | Reject]:
         entry: list[str] = []

@@ -16,10 +16,8 @@ import pytest
 from rdkit import Chem
 
 from grammar.tokenizer import default_tokenizer
-from pipeline.convert import ChunkResult, convert_items
-from pipeline.records import SourceBlock
 from pipeline.sources import make_source
-from tests.pipeline.sources.block_helpers import OtherKindTokenizer
+from tests.pipeline.sources.block_helpers import OtherKindTokenizer, assert_same, by_blocks, per_record
 
 N_EGFR = 100  # EGFR rows (of 5,568) in the mixed table
 
@@ -40,27 +38,6 @@ def mixed_table(data_dir: Path, tmp_path: Path) -> Path:
     lines[60:60] = ["", ""]  # blank lines: a gap in the line numbers
     path.write_text("\n".join(lines) + "\n")
     return path
-
-
-def per_record(source, path: Path, engine: str = "python") -> ChunkResult:
-    return convert_items(source, default_tokenizer(), list(source.read(str(path))), engine)
-
-
-def by_blocks(source, path: Path, max_records: int, tokenizer=None, engine: str = "python") -> ChunkResult:
-    entries = list(source.read_blocks(str(path), max_records))
-    assert all(len(e) <= max_records for e in entries if isinstance(e, SourceBlock))
-    return convert_items(source, tokenizer or default_tokenizer(), entries, engine)
-
-
-def assert_same(expected: ChunkResult, got: ChunkResult) -> None:
-    want, have = expected.records_table(), got.records_table()
-    assert (want is None) == (have is None)
-    if want is not None:
-        assert have.schema.equals(want.schema) and have.num_rows == want.num_rows
-        for name in want.column_names:
-            assert have[name].equals(want[name]), name
-    assert got.rejects == expected.rejects
-    assert got.stats.as_dict() == expected.stats.as_dict()
 
 
 @pytest.mark.parametrize("options", [{}, {"molecule_key": "inchikey"}, {"standardize": True}],

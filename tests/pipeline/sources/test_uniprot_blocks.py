@@ -8,7 +8,6 @@ the numpy lookup are checked against the HF (Rust) tokenizer's own encoding of t
 
 from __future__ import annotations
 
-import gzip
 import json
 import pickle
 from pathlib import Path
@@ -18,11 +17,11 @@ import pytest
 from Bio import SeqIO, SwissProt
 
 from grammar.tokenizer import default_tokenizer
-from pipeline.convert import ChunkResult, convert_items
+from pipeline.convert import convert_items
 from pipeline.ingest import read_file_chunks
 from pipeline.records import SourceBlock
 from pipeline.sources import make_source
-from tests.pipeline.sources.block_helpers import OtherKindTokenizer
+from tests.pipeline.sources.block_helpers import OtherKindTokenizer, assert_same, by_blocks, damaged, per_record
 
 FASTA_FILES = [
     "uniprot/uniprotkb_UP000000429_Hpylori26695_proteome_first1100.fasta",
@@ -77,27 +76,6 @@ def odd_headers_fasta(data_dir: Path, tmp_path: Path) -> Path:
     return path
 
 
-def per_record(source, path: Path) -> ChunkResult:
-    return convert_items(source, default_tokenizer(), list(source.read(str(path))))
-
-
-def by_blocks(source, path: Path, max_records: int) -> ChunkResult:
-    entries = list(source.read_blocks(str(path), max_records))
-    assert all(len(e) <= max_records for e in entries if isinstance(e, SourceBlock))
-    return convert_items(source, default_tokenizer(), entries)
-
-
-def assert_same(expected: ChunkResult, got: ChunkResult) -> None:
-    want, have = expected.records_table(), got.records_table()
-    assert (want is None) == (have is None)
-    if want is not None:
-        assert have.schema.equals(want.schema) and have.num_rows == want.num_rows
-        for name in want.column_names:
-            assert have[name].equals(want[name]), name
-    assert got.rejects == expected.rejects
-    assert got.stats.as_dict() == expected.stats.as_dict()
-
-
 @pytest.mark.parametrize("path", FASTA_FILES)
 def test_block_rows_equal_the_per_record_rows(data_dir: Path, path: str) -> None:
     source = make_source("uniprot")
@@ -125,11 +103,7 @@ def test_odd_headers_and_policy_rejects_agree(data_dir: Path, tmp_path: Path) ->
 @pytest.mark.parametrize("damage", ["corrupt_gzip", "not_utf8"])
 def test_read_failure_mid_file_keeps_the_records_before_it(data_dir: Path, tmp_path: Path, damage: str) -> None:
     plain = (data_dir / FASTA_FILES[0]).read_bytes()
-    if damage == "corrupt_gzip":
-        compressed = gzip.compress(plain)
-        content = compressed[: len(compressed) // 2]
-    else:  # a Latin-1 byte in the middle of the file
-        content = plain[: len(plain) // 2] + b"\xe9" + plain[len(plain) // 2:]
+    content = damaged(plain, damage)
     path = tmp_path / "damaged.fasta.gz"
     path.write_bytes(content)
     source = make_source("uniprot")
@@ -220,11 +194,7 @@ def test_flat_file_rejects_and_odd_layouts_agree(data_dir: Path, tmp_path: Path,
 @pytest.mark.parametrize("damage", ["corrupt_gzip", "not_utf8"])
 def test_flat_file_read_failure_keeps_the_entries_before_it(data_dir: Path, tmp_path: Path, damage: str) -> None:
     plain = b"".join((data_dir / name).read_bytes() for name in FLAT_FILES) * 3
-    if damage == "corrupt_gzip":
-        compressed = gzip.compress(plain)
-        content = compressed[: len(compressed) // 2]
-    else:  # a Latin-1 byte in the middle of the file
-        content = plain[: len(plain) // 2] + b"\xe9" + plain[len(plain) // 2:]
+    content = damaged(plain, damage)
     path = tmp_path / "damaged.dat.gz"
     path.write_bytes(content)
     source = make_source("uniprot")
